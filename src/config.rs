@@ -1,0 +1,1 @@
+//! Engine configuration: TOML file, environment and flag overrides.

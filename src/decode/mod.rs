@@ -1,0 +1,39 @@
+//! Decoding of the bytes Postgres sends: pgoutput messages and the text form of values.
+//!
+//! ```text
+//!  XLogData payload (Bytes) ──► pgoutput::parse ──► Message (cells are slices of the payload)
+//!  cell text + PgType        ──► value::*        ──► typed values (Arrow builders, JSON)
+//! ```
+//!
+//! # Invariants
+//! * Zero-copy: tuple cells are `Bytes` slices of the frame they came in.
+//! * Arbitrary input never panics: every parser returns [`DecodeError`] on malformed bytes
+//!   (proven by property tests over random bytes).
+
+pub mod message;
+pub mod pgoutput;
+pub mod pgtype;
+pub mod value;
+
+pub use message::*;
+pub use pgtype::{CatalogType, PgType, TypeCatalog};
+
+/// The bytes are not a well-formed pgoutput message. Permanent for that message: the stream
+/// cannot be trusted past it, so capture stops and reports the position.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("pgoutput message ended early: needed {needed} more bytes for {what}")]
+    Truncated { what: &'static str, needed: usize },
+    #[error("unknown pgoutput message tag {tag:?}")]
+    UnknownTag { tag: u8 },
+    #[error("unknown tuple cell kind {kind:?}")]
+    UnknownCellKind { kind: u8 },
+    #[error("unexpected byte {found:?} where {what} was expected")]
+    Unexpected { what: &'static str, found: u8 },
+    #[error("{what} is not valid UTF-8")]
+    NotUtf8 { what: &'static str },
+    #[error("{what} has an invalid length {len}")]
+    BadLength { what: &'static str, len: i64 },
+    #[error("{count} trailing bytes after a complete {what} message")]
+    Trailing { what: &'static str, count: usize },
+}

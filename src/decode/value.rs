@@ -1,0 +1,1 @@
+//! Parsers from the Postgres text form of a value to typed values.

@@ -1,0 +1,31 @@
+//! walaudit: change-data-capture from PostgreSQL into an auditable Delta Lake.
+//!
+//! The crate reads like the data path (see `shared/design/ARCHITECTURE.md`):
+//!
+//! ```text
+//!  PostgreSQL ──replication conn──► source ──frames──► decode ──pgoutput msgs──► capture
+//!      ▲                                                                            │
+//!      │                                              committed txns, commit order  ▼
+//!      └──────────── standby status (flush = durable LSN) ◄──────────────────── sink (lake)
+//! ```
+//!
+//! * [`source`]: replication connection, protocol frames, slot and publication management.
+//! * [`decode`]: pgoutput messages (protocol v1 and v2), tuple data, Postgres text values.
+//! * [`capture`]: transaction assembly in commit order, relation cache, TOAST fill, audit
+//!   context, spill of large transactions to disk.
+//! * [`sink`]: the `capture → lake` seam and an in-memory implementation.
+//! * [`lake`]: Arrow row building for change tables (the Delta writer comes on top).
+//! * [`pipeline`]: wires the stages and owns shutdown.
+
+pub mod capture;
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod lake;
+pub mod lsn;
+pub mod metrics;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+
+pub use lsn::Lsn;

@@ -1,0 +1,1 @@
+//! Wires source → decode → capture → sink and owns shutdown.

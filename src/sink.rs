@@ -1,0 +1,188 @@
+//! The `capture → lake` seam: where committed transactions go, and how durability comes back.
+//!
+//! # Contract
+//! * **Ordering**: transactions arrive in commit order. Each arrives as zero or more
+//!   [`Sink::write`] calls (its changes in `seq` order, possibly in several chunks so memory
+//!   stays bounded for huge transactions) followed by exactly one [`Sink::commit`].
+//! * **Durability**: [`Sink::durable_lsn`] is the `end_lsn` of the newest transaction that is
+//!   durably stored together with everything before it. It never moves backward. The engine
+//!   confirms exactly this position to Postgres and nothing beyond it.
+//! * **Idempotency on replay**: after a restart Postgres resends every transaction after the
+//!   confirmed position, which may include transactions the sink already holds (it stored them
+//!   but the confirmation was lost). The sink skips a transaction whose `end_lsn` is at or below
+//!   what it durably holds.
+//! * **Shutdown**: [`Sink::flush`] makes everything received so far durable and returns the new
+//!   durable LSN; the engine calls it before a clean exit. Dropping a sink without flushing
+//!   loses only what was never confirmed.
+//! * **Concurrency**: one task owns the sink; methods are never called concurrently.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::Lsn;
+use crate::capture::{CapturedMessage, Change, TxnMeta};
+
+/// A sink failed. `transient` errors are retried by the engine after a reconnect; others stop it.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SinkError {
+    pub message: String,
+    pub transient: bool,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl SinkError {
+    pub fn permanent(message: impl Into<String>) -> Self {
+        SinkError { message: message.into(), transient: false, source: None }
+    }
+}
+
+/// Receives committed transactions in commit order and reports what is durable.
+pub trait Sink: Send {
+    /// A chunk of the changes of the committed transaction `txn`, in `seq` order.
+    fn write(
+        &mut self,
+        txn: &TxnMeta,
+        changes: Vec<Change>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// The end of transaction `txn`, with its logical messages that are not audit context.
+    fn commit(
+        &mut self,
+        txn: &TxnMeta,
+        messages: Vec<CapturedMessage>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// A non-transactional logical message (it has no transaction to wait for).
+    fn message(
+        &mut self,
+        message: CapturedMessage,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Make everything received durable; returns the durable LSN.
+    fn flush(&mut self) -> impl Future<Output = Result<Lsn, SinkError>> + Send;
+
+    /// The `end_lsn` up to which everything is durable (see the contract above).
+    fn durable_lsn(&self) -> Lsn;
+}
+
+/// What a [`MemorySink`] stored for one transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredTxn {
+    pub meta: TxnMeta,
+    pub changes: Vec<Change>,
+    pub messages: Vec<CapturedMessage>,
+}
+
+/// State shared by [`MemorySink`]s over restarts: what is "on disk".
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    /// Committed transactions, durable ones first.
+    pub txns: Vec<StoredTxn>,
+    /// Non-transactional messages.
+    pub messages: Vec<CapturedMessage>,
+    /// How many of `txns` are durable.
+    pub durable_count: usize,
+    /// When true, `flush` and `commit` do not make anything durable (tests of restarts).
+    pub hold_acks: bool,
+}
+
+impl MemoryStore {
+    pub fn durable_lsn(&self) -> Lsn {
+        self.txns[..self.durable_count].last().map_or(Lsn::ZERO, |t| t.meta.end_lsn)
+    }
+
+    /// Forget everything not durable, as a crash would.
+    pub fn crash(&mut self) {
+        self.txns.truncate(self.durable_count);
+    }
+
+    /// Make everything stored durable.
+    pub fn make_durable(&mut self) {
+        self.durable_count = self.txns.len();
+    }
+}
+
+/// An in-memory sink for tests: every commit is durable at once unless `hold_acks` is set.
+#[derive(Clone, Debug, Default)]
+pub struct MemorySink {
+    store: Arc<Mutex<MemoryStore>>,
+    open: Option<StoredTxn>,
+}
+
+impl MemorySink {
+    /// A sink over `store`; what the store holds beyond its durable part is dropped first.
+    pub fn new(store: Arc<Mutex<MemoryStore>>) -> Self {
+        store.lock().unwrap_or_else(PoisonError::into_inner).crash();
+        MemorySink { store, open: None }
+    }
+
+    pub fn store(&self) -> Arc<Mutex<MemoryStore>> {
+        Arc::clone(&self.store)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryStore> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn holds(&self, txn: &TxnMeta) -> bool {
+        self.lock().txns.last().is_some_and(|t| t.meta.end_lsn >= txn.end_lsn)
+    }
+}
+
+impl Sink for MemorySink {
+    async fn write(&mut self, txn: &TxnMeta, changes: Vec<Change>) -> Result<(), SinkError> {
+        if self.holds(txn) {
+            return Ok(());
+        }
+        let open = self.open.get_or_insert_with(|| StoredTxn {
+            meta: txn.clone(),
+            changes: Vec::new(),
+            messages: Vec::new(),
+        });
+        open.changes.extend(changes);
+        Ok(())
+    }
+
+    async fn commit(
+        &mut self,
+        txn: &TxnMeta,
+        messages: Vec<CapturedMessage>,
+    ) -> Result<(), SinkError> {
+        let open = self.open.take();
+        if self.holds(txn) {
+            return Ok(());
+        }
+        let mut stored = open.unwrap_or_else(|| StoredTxn {
+            meta: txn.clone(),
+            changes: Vec::new(),
+            messages: Vec::new(),
+        });
+        stored.meta = txn.clone();
+        stored.messages = messages;
+        let mut store = self.lock();
+        store.txns.push(stored);
+        if !store.hold_acks {
+            store.make_durable();
+        }
+        Ok(())
+    }
+
+    async fn message(&mut self, message: CapturedMessage) -> Result<(), SinkError> {
+        self.lock().messages.push(message);
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<Lsn, SinkError> {
+        let mut store = self.lock();
+        if !store.hold_acks {
+            store.make_durable();
+        }
+        Ok(store.durable_lsn())
+    }
+
+    fn durable_lsn(&self) -> Lsn {
+        self.lock().durable_lsn()
+    }
+}

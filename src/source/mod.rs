@@ -1,0 +1,1 @@
+//! The replication source: connection, protocol frames, slot and publication management.
