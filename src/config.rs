@@ -1,1 +1,315 @@
-//! Engine configuration: TOML file, environment and flag overrides.
+//! Engine configuration: a TOML file (`config/walaudit.toml` documents every key), then
+//! environment variables, then command-line flags, each overriding the one before.
+//!
+//! Loading is synchronous and happens before the runtime starts; a bad file fails at start
+//! with the key and the reason.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The configuration could not be loaded or is invalid. Permanent: fix the file or the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+    #[error(
+        "no source database given: set source.url in the config file, WALAUDIT_SOURCE, or \
+         --source postgres://user:password@host:5432/db"
+    )]
+    MissingSource,
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub source: SourceConfig,
+    pub capture: CaptureConfig,
+}
+
+/// `[source]`: the Postgres database and its replication slot.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    /// Connection URL (`postgres://user:password@host:port/db?sslmode=…`). Env: WALAUDIT_SOURCE.
+    pub url: Option<String>,
+    /// Replication slot name. Env: WALAUDIT_SLOT.
+    pub slot: String,
+    /// Publication name. Env: WALAUDIT_PUBLICATION.
+    pub publication: String,
+    /// Create the slot when it does not exist.
+    pub create_slot: bool,
+    /// Create the publication when it does not exist.
+    pub create_publication: bool,
+    /// Tables (`schema.table`) for a publication walaudit creates; empty means all tables.
+    pub publication_tables: Vec<String>,
+    /// How often progress is reported to the server (standby status update).
+    #[serde(with = "duration_text")]
+    pub status_interval: Duration,
+    /// Prefix of the logical messages that carry a transaction's audit context.
+    pub context_prefix: String,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            url: None,
+            slot: "walaudit".into(),
+            publication: "walaudit".into(),
+            create_slot: true,
+            create_publication: true,
+            publication_tables: Vec::new(),
+            status_interval: Duration::from_secs(10),
+            context_prefix: "walaudit".into(),
+        }
+    }
+}
+
+/// `[capture]`: transaction assembly.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureConfig {
+    /// Memory for the changes of open (not yet committed) transactions; past it, the largest
+    /// transaction spills to disk.
+    #[serde(with = "size_text")]
+    pub max_memory: u64,
+    /// Directory for spill files (anonymous, removed on exit). Default: the system temp dir.
+    pub spill_dir: Option<PathBuf>,
+    /// Changes handed to the sink at a time when a transaction is released.
+    pub chunk_changes: usize,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig { max_memory: 128 << 20, spill_dir: None, chunk_changes: 8192 }
+    }
+}
+
+/// Values that override the file, from the environment or flags.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub source: Option<String>,
+    pub slot: Option<String>,
+    pub publication: Option<String>,
+}
+
+impl Config {
+    /// Load `path` (or defaults when `None`), then apply environment variables and `flags`.
+    pub fn load(path: Option<&Path>, flags: &Overrides) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => Self::from_file(path)?,
+            None => Config::default(),
+        };
+        config.apply(&Overrides::from_env());
+        config.apply(flags);
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text)
+            .map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+    }
+
+    /// Parse TOML text; the error names the key, the line and the reason.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))
+    }
+
+    fn apply(&mut self, o: &Overrides) {
+        if let Some(url) = &o.source {
+            self.source.url = Some(url.clone());
+        }
+        if let Some(slot) = &o.slot {
+            self.source.slot = slot.clone();
+        }
+        if let Some(publication) = &o.publication {
+            self.source.publication = publication.clone();
+        }
+    }
+
+    /// Check values whose type alone does not make them valid.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid { key: key.into(), reason };
+        if !valid_slot_name(&self.source.slot) {
+            return Err(invalid(
+                "source.slot",
+                format!(
+                    "`{}` is not a valid slot name: use 1-63 lowercase letters, digits and \
+                     underscores",
+                    self.source.slot
+                ),
+            ));
+        }
+        if self.source.publication.is_empty() {
+            return Err(invalid("source.publication", "must not be empty".into()));
+        }
+        if self.source.status_interval < Duration::from_millis(10) {
+            return Err(invalid("source.status_interval", "must be at least 10ms".into()));
+        }
+        if self.capture.max_memory < 1 << 20 {
+            return Err(invalid("capture.max_memory", "must be at least 1MiB".into()));
+        }
+        if self.capture.chunk_changes == 0 {
+            return Err(invalid("capture.chunk_changes", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The source URL, or the error that tells how to give one.
+    pub fn source_url(&self) -> Result<&str, ConfigError> {
+        self.source.url.as_deref().ok_or(ConfigError::MissingSource)
+    }
+}
+
+impl Overrides {
+    /// `WALAUDIT_SOURCE`, `WALAUDIT_SLOT`, `WALAUDIT_PUBLICATION`.
+    pub fn from_env() -> Overrides {
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        Overrides {
+            source: var("WALAUDIT_SOURCE"),
+            slot: var("WALAUDIT_SLOT"),
+            publication: var("WALAUDIT_PUBLICATION"),
+        }
+    }
+}
+
+/// Postgres slot names: lowercase letters, digits, underscore; at most 63 bytes.
+pub fn valid_slot_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Parse `500ms`, `10s`, `2m`, `1h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: use e.g. 500ms, 10s, 2m, 1h"))?;
+    let secs = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown duration unit `{other}`: use ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parse `64KiB`, `256MiB`, `1GiB`, `1000000` (bytes); `KB`/`MB`/`GB` are decimal.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: u64 =
+        num.parse().map_err(|_| format!("`{text}` is not a size: use e.g. 64MiB, 1GiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => return Err(format!("unknown size unit `{other}`: use B, KiB, MiB or GiB")),
+    };
+    value.checked_mul(factor).ok_or_else(|| format!("`{text}` is too large"))
+}
+
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+mod size_text {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Size::deserialize(d)? {
+            Size::Bytes(n) => Ok(n),
+            Size::Text(text) => super::parse_size(&text).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_example_parses_and_validates() {
+        let text = include_str!("../config/walaudit.toml");
+        let config = Config::from_toml(text).expect("config/walaudit.toml must parse");
+        config.validate().expect("config/walaudit.toml must be valid");
+        assert_eq!(config.source.slot, "walaudit");
+        assert_eq!(config.capture.max_memory, 128 << 20);
+        assert_eq!(config.source.status_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn unknown_key_names_the_key() {
+        let err = Config::from_toml("[source]\nslott = \"x\"\n").unwrap_err();
+        assert!(err.contains("slott"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_reason() {
+        let err = Config::from_toml("[source]\nstatus_interval = \"ten\"\n").unwrap_err();
+        assert!(err.contains("status_interval") && err.contains("not a duration"), "{err}");
+        let err = Config::from_toml("[capture]\nmax_memory = \"12 parsecs\"\n").unwrap_err();
+        assert!(err.contains("max_memory") && err.contains("unknown size unit"), "{err}");
+        let mut config = Config::default();
+        config.source.slot = "Bad-Slot".into();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.starts_with("config key `source.slot`"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let mut config = Config::from_toml("[source]\nslot = \"from_file\"\n").unwrap();
+        config.apply(&Overrides { slot: Some("from_flag".into()), ..Default::default() });
+        assert_eq!(config.source.slot, "from_flag");
+        assert!(config.source_url().is_err());
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("3 fortnights").is_err());
+        assert_eq!(parse_size("64KiB").unwrap(), 65536);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
+        assert!(parse_size("99999999999GiB").is_err());
+    }
+}

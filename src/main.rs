@@ -1,3 +1,29 @@
-fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! The `walaudit` binary: parse the command line, load config, run one command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use walaudit::cli::{Cli, init_logging};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    match try_main(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", walaudit::cli::error_chain(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Config is loaded synchronously, before the runtime starts.
+    let command = cli.command.prepare(cli.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("walaudit")
+        .build()?;
+    runtime.block_on(command.run())
 }

@@ -1,1 +1,127 @@
-//! The command-line interface: one file per command.
+//! The command-line interface: the clap command tree, one file per command.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Overrides};
+
+pub mod tail;
+
+/// Change-data-capture from PostgreSQL into an auditable Delta Lake.
+#[derive(Debug, Parser)]
+#[command(name = "walaudit", version, about)]
+pub struct Cli {
+    /// Config file (TOML); see config/walaudit.toml for every key.
+    #[arg(long, global = true, env = "WALAUDIT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log filter, e.g. `info`, `debug`, `walaudit=debug` (logs go to stderr).
+    #[arg(long, global = true, env = "WALAUDIT_LOG", default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print each committed change as one JSON object per line (for debugging pipelines).
+    Tail(tail::TailArgs),
+}
+
+/// Flags every command that connects to the source accepts; they override config and env.
+#[derive(Clone, Debug, Default, Args)]
+pub struct SourceArgs {
+    /// Source database URL, e.g. postgres://user:password@host:5432/db?sslmode=require.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Publication naming the captured tables.
+    #[arg(long)]
+    pub publication: Option<String>,
+}
+
+impl SourceArgs {
+    pub fn overrides(&self, slot: Option<String>) -> Overrides {
+        Overrides { source: self.source.clone(), slot, publication: self.publication.clone() }
+    }
+}
+
+/// A command with its configuration loaded, ready to run on the runtime.
+pub enum Prepared {
+    Tail(tail::Tail),
+}
+
+impl Command {
+    /// Load and validate configuration for the command (synchronous, before the runtime).
+    pub fn prepare(self, config: Option<&Path>) -> anyhow::Result<Prepared> {
+        match self {
+            Command::Tail(args) => {
+                let cfg = Config::load(config, &args.source.overrides(args.slot.clone()))?;
+                Ok(Prepared::Tail(tail::Tail::new(args, cfg)?))
+            }
+        }
+    }
+}
+
+impl Prepared {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let cancel = CancellationToken::new();
+        spawn_signal_handler(cancel.clone());
+        match self {
+            Prepared::Tail(tail) => tail.run(cancel).await,
+        }
+    }
+}
+
+/// Cancel on SIGINT or SIGTERM; a second signal exits at once.
+fn spawn_signal_handler(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        for round in 0..2 {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            if round == 0 {
+                tracing::info!("signal received: shutting down (send again to exit at once)");
+                cancel.cancel();
+            } else {
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+/// Log to stderr with the given filter; `RUST_LOG` wins when set.
+pub fn init_logging(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// The error and its causes on one line: `what failed: because: because`.
+pub fn error_chain(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !out.contains(&cause) {
+            out.push_str(": ");
+            out.push_str(&cause);
+        }
+    }
+    out
+}

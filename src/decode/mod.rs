@@ -10,6 +10,7 @@
 //! * Arbitrary input never panics: every parser returns [`DecodeError`] on malformed bytes
 //!   (proven by property tests over random bytes).
 
+pub mod encode;
 pub mod message;
 pub mod pgoutput;
 pub mod pgtype;

@@ -1,0 +1,564 @@
+//! Errors of the replication source, split by consequence.
+//!
+//! * **Transient** ([`SourceError::is_transient`] is true): the connection was lost, the server
+//!   is restarting or busy, the slot is still held by a dying session. The engine reconnects
+//!   with backoff and resumes from the confirmed position; nothing is lost.
+//! * **Permanent**: configuration, authentication, privileges, a missing or unusable slot or
+//!   publication, a protocol violation. Retrying cannot help; the message says what to do.
+//!
+//! Server errors keep the server's own message as the `source` of the chain (see
+//! [`ServerError`]); our message adds the consequence and the fix.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use super::params::SslMode;
+
+/// An `ErrorResponse` (or `NoticeResponse`) from the server, with the fields we use.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ServerError {
+    /// Non-localized severity (`ERROR`, `FATAL`, `PANIC`, `WARNING`, `NOTICE`, ...).
+    pub severity: String,
+    /// The SQLSTATE code, e.g. `42704`.
+    pub code: String,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl ServerError {
+    /// Errors worth a reconnect: connection exceptions, server shutdown or start-up, too many
+    /// connections, an object (slot) still in use, serialization failures.
+    pub fn is_transient(&self) -> bool {
+        let code = self.code.as_str();
+        code.starts_with("08")
+            || code.starts_with("57P")
+            || matches!(code, "53300" | "55006" | "40001" | "40P01" | "57014")
+    }
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "server said: {} {}: {}",
+            self.severity, self.code, self.message
+        )?;
+        if let Some(detail) = &self.detail {
+            write!(f, " (detail: {detail})")?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl From<&tokio_postgres::error::DbError> for ServerError {
+    fn from(db: &tokio_postgres::error::DbError) -> Self {
+        ServerError {
+            severity: db
+                .parsed_severity()
+                .map_or_else(|| db.severity().to_owned(), |s| s.to_string()),
+            code: db.code().code().to_owned(),
+            message: db.message().to_owned(),
+            detail: db.detail().map(str::to_owned),
+            hint: db.hint().map(str::to_owned),
+        }
+    }
+}
+
+/// A replication data frame (the payload of a `CopyData` message) is malformed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("empty replication frame")]
+    Empty,
+    #[error("replication frame of kind {kind:?} is {len} bytes long, expected at least {need}")]
+    Truncated { kind: char, len: usize, need: usize },
+    #[error("unknown replication frame kind {kind:#04x}")]
+    UnknownKind { kind: u8 },
+}
+
+/// Everything that can go wrong in the replication source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    // ---- configuration: permanent ----
+    #[error("invalid source connection string: {reason}")]
+    InvalidParams { reason: String },
+
+    #[error(
+        "cannot use the TLS root certificates from {path}: check sslrootcert in the source URL \
+         (a PEM file with the CA that signed the server's certificate)"
+    )]
+    RootCert {
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    #[error(
+        "no trusted root certificates found for sslmode={mode}: set sslrootcert=/path/to/root.crt \
+         in the source URL"
+    )]
+    NoRootCerts { mode: SslMode },
+
+    // ---- reaching the server: transient ----
+    #[error("cannot reach {addr}: is the server running and is the address right?")]
+    Unreachable {
+        addr: String,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error(
+        "timed out after {timeout:?} connecting to {addr}: is the server running and reachable? \
+         (raise connect_timeout in the source URL for a slow network)"
+    )]
+    ConnectTimeout { addr: String, timeout: Duration },
+
+    #[error("connection to the source lost while {context}")]
+    Io {
+        context: &'static str,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("the source closed the connection while {context}")]
+    Closed { context: &'static str },
+
+    // ---- TLS: permanent ----
+    #[error(
+        "the server at {addr} does not accept TLS, but sslmode={mode} requires it: enable ssl = on \
+         on the server, or use sslmode=prefer or sslmode=disable"
+    )]
+    TlsRefused { addr: String, mode: SslMode },
+
+    #[error("TLS handshake with {addr} failed (sslmode={mode}): {hint}")]
+    Tls {
+        addr: String,
+        mode: SslMode,
+        hint: &'static str,
+        #[source]
+        source: io::Error,
+    },
+
+    // ---- authentication: permanent ----
+    #[error(
+        "authentication failed for user {user}: check the user and password in --source / \
+         WALAUDIT_SOURCE"
+    )]
+    AuthFailed {
+        user: String,
+        #[source]
+        server: Box<ServerError>,
+    },
+
+    #[error(
+        "the server refused user {user} for database {database}: check that pg_hba.conf has an \
+         entry for this user, database and client address, and that the role can LOGIN"
+    )]
+    AuthRejected {
+        user: String,
+        database: String,
+        #[source]
+        server: Box<ServerError>,
+    },
+
+    #[error(
+        "the server asked for a password for user {user} but none was given: put it in the source \
+         URL (postgres://user:password@host/db) or set PGPASSWORD"
+    )]
+    PasswordMissing { user: String },
+
+    #[error(
+        "the server asked for authentication method {method}, which walaudit does not support: \
+         use scram-sha-256, md5, password or trust for this user in pg_hba.conf"
+    )]
+    AuthUnsupported { method: String },
+
+    #[error("the server's SCRAM proof did not verify: {reason}; is this the right server?")]
+    ScramFailed { reason: String },
+
+    #[error("database {database} does not exist: check the database name in the source URL")]
+    DatabaseMissing {
+        database: String,
+        #[source]
+        server: Box<ServerError>,
+    },
+
+    // ---- server state and privileges: permanent, with the fix ----
+    #[error(
+        "PostgreSQL {version} is too old: walaudit needs PostgreSQL 10 or newer (14 or newer for \
+         streaming of large transactions)"
+    )]
+    ServerTooOld { version: String },
+
+    #[error(
+        "wal_level is {current}; logical replication needs wal_level=logical: run ALTER SYSTEM SET \
+         wal_level = logical; and restart the server"
+    )]
+    WalLevel { current: String },
+
+    #[error("the server is not ready for {command}{}", wal_level_fix(server))]
+    NotReady {
+        command: String,
+        #[source]
+        server: Box<ServerError>,
+    },
+
+    #[error(
+        "the server has no free {what} ({used} of {max} in use): raise {setting} (then restart \
+         the server) or drop unused replication slots"
+    )]
+    NoFree {
+        what: &'static str,
+        setting: &'static str,
+        used: u32,
+        max: u32,
+    },
+
+    #[error(
+        "the server ran out of replication slots or WAL senders during {command}: raise \
+         max_replication_slots / max_wal_senders (then restart the server) or drop unused slots"
+    )]
+    LimitReached {
+        command: String,
+        #[source]
+        server: Box<ServerError>,
+    },
+
+    #[error("user {user} may not run {command}: {hint}")]
+    InsufficientPrivilege {
+        user: String,
+        command: String,
+        hint: String,
+        #[source]
+        server: Option<Box<ServerError>>,
+    },
+
+    #[error(
+        "role {role} has neither REPLICATION nor SUPERUSER: run ALTER ROLE {role} REPLICATION;"
+    )]
+    RoleCannotReplicate { role: String },
+
+    #[error(
+        "publication {publication} does not exist: create it with {create_sql} or set \
+         source.create_publication = true"
+    )]
+    PublicationMissing {
+        publication: String,
+        create_sql: String,
+    },
+
+    #[error(
+        "a publication named in publication_names does not exist: create it or fix \
+         source.publication; the slot did not advance, so nothing is lost"
+    )]
+    PublicationGone {
+        #[source]
+        server: Box<ServerError>,
+    },
+
+    #[error(
+        "{} published table(s) have no replica identity, so Postgres refuses UPDATE and DELETE \
+         on them while they are published; run:\n{}",
+        fixes.len(),
+        fixes.join("\n")
+    )]
+    ReplicaIdentity { fixes: Vec<String> },
+
+    // ---- slots: permanent unless noted ----
+    #[error(
+        "replication slot {slot} does not exist: create it with SELECT \
+         pg_create_logical_replication_slot('{slot}', 'pgoutput') or set source.create_slot = true"
+    )]
+    SlotMissing { slot: String },
+
+    #[error(
+        "replication slot {slot} already exists: reuse it (source.create_slot = false) or drop it \
+         with SELECT pg_drop_replication_slot('{slot}')"
+    )]
+    SlotExists { slot: String },
+
+    /// Transient: a stale session usually lets go within `wal_sender_timeout`.
+    #[error(
+        "replication slot {slot} is in use by another connection: stop the other consumer; a \
+         stale session ends within wal_sender_timeout, or run SELECT pg_terminate_backend(active_pid) \
+         FROM pg_replication_slots WHERE slot_name = '{slot}'"
+    )]
+    SlotInUse {
+        slot: String,
+        #[source]
+        server: Option<Box<ServerError>>,
+    },
+
+    #[error(
+        "replication slot {slot} is {problem}: drop it with SELECT pg_drop_replication_slot('{slot}') \
+         and let walaudit create it (source.create_slot = true), or choose another slot name"
+    )]
+    SlotUnusable { slot: String, problem: String },
+
+    #[error(
+        "replication slot {slot} has lost WAL it needed (wal_status = lost), so changes are missing: \
+         drop it, create it again and re-snapshot the tables; raise max_slot_wal_keep_size to \
+         prevent this"
+    )]
+    SlotLost { slot: String },
+
+    // ---- everything else the server said ----
+    #[error("the server refused {command}")]
+    Server {
+        command: String,
+        #[source]
+        server: Box<ServerError>,
+    },
+
+    #[error("SQL on the source failed while {context}")]
+    Sql {
+        context: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    // ---- protocol: permanent ----
+    #[error(
+        "unexpected reply from the server while {context}: {detail}; is this PostgreSQL (a pooler \
+         cannot carry a replication connection)?"
+    )]
+    Protocol {
+        context: &'static str,
+        detail: String,
+    },
+
+    #[error("malformed replication frame from the server")]
+    Frame(#[from] FrameError),
+}
+
+fn wal_level_fix(server: &ServerError) -> &'static str {
+    if server.message.contains("wal_level") {
+        ": logical replication needs wal_level=logical: run ALTER SYSTEM SET wal_level = logical; \
+         and restart the server"
+    } else {
+        " (see the server's message below)"
+    }
+}
+
+impl SourceError {
+    /// True when a reconnect with backoff can succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SourceError::Unreachable { .. }
+            | SourceError::ConnectTimeout { .. }
+            | SourceError::Io { .. }
+            | SourceError::Closed { .. }
+            | SourceError::SlotInUse { .. } => true,
+            SourceError::Server { server, .. } => server.is_transient(),
+            SourceError::Sql { source, .. } => match source.as_db_error() {
+                Some(db) => ServerError::from(db).is_transient(),
+                // Not a server error: the connection broke (or a client-side failure that a
+                // fresh connection clears).
+                None => true,
+            },
+            _ => false,
+        }
+    }
+
+    pub(crate) fn protocol(context: &'static str, detail: impl Into<String>) -> Self {
+        SourceError::Protocol {
+            context,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What was being done when the server answered with an error; picks the precise variant.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ErrorContext<'a> {
+    /// The command, e.g. `START_REPLICATION` or `connecting`.
+    pub command: &'a str,
+    pub user: &'a str,
+    pub database: &'a str,
+    /// The slot the command works on, if any.
+    pub slot: Option<&'a str>,
+    /// True while streaming: a 42704 then means a missing publication.
+    pub streaming: bool,
+}
+
+/// Maps a server `ErrorResponse` to the precise [`SourceError`] for its SQLSTATE.
+pub(crate) fn map_server_error(server: ServerError, ctx: &ErrorContext<'_>) -> SourceError {
+    let user = ctx.user.to_owned();
+    let command = ctx.command.to_owned();
+    let code = server.code.clone();
+    let server = Box::new(server);
+    match (code.as_str(), ctx.slot) {
+        ("28P01", _) => SourceError::AuthFailed { user, server },
+        ("28000", _) => SourceError::AuthRejected {
+            user,
+            database: ctx.database.to_owned(),
+            server,
+        },
+        ("3D000", _) => SourceError::DatabaseMissing {
+            database: ctx.database.to_owned(),
+            server,
+        },
+        ("42704", _) if ctx.streaming => SourceError::PublicationGone { server },
+        ("42704", Some(slot)) => SourceError::SlotMissing {
+            slot: slot.to_owned(),
+        },
+        ("42710", Some(slot)) => SourceError::SlotExists {
+            slot: slot.to_owned(),
+        },
+        ("55006", Some(slot)) => SourceError::SlotInUse {
+            slot: slot.to_owned(),
+            server: Some(server),
+        },
+        ("55000", _) => SourceError::NotReady { command, server },
+        ("53400", _) => SourceError::LimitReached { command, server },
+        ("42501", _) => SourceError::InsufficientPrivilege {
+            hint: format!(
+                "run ALTER ROLE {} REPLICATION; (or use a role that has it)",
+                ctx.user
+            ),
+            user,
+            command,
+            server: Some(server),
+        },
+        _ => SourceError::Server { command, server },
+    }
+}
+
+/// Maps a `tokio_postgres` error from an ordinary SQL connection.
+pub(crate) fn map_sql_error(
+    err: tokio_postgres::Error,
+    context: &'static str,
+    ctx: &ErrorContext<'_>,
+) -> SourceError {
+    match err.as_db_error() {
+        Some(db) => {
+            match map_server_error(ServerError::from(db), ctx) {
+                // Keep tokio-postgres' error (and its chain) for the codes we have no story for.
+                SourceError::Server { .. } => SourceError::Sql {
+                    context,
+                    source: err,
+                },
+                precise => precise,
+            }
+        }
+        None => SourceError::Sql {
+            context,
+            source: err,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: &str, message: &str) -> ServerError {
+        ServerError {
+            severity: "ERROR".into(),
+            code: code.into(),
+            message: message.into(),
+            ..ServerError::default()
+        }
+    }
+
+    fn ctx(slot: Option<&'static str>) -> ErrorContext<'static> {
+        ErrorContext {
+            command: "START_REPLICATION",
+            user: "alice",
+            database: "app",
+            slot,
+            streaming: false,
+        }
+    }
+
+    #[test]
+    fn sqlstates_map_to_precise_errors_with_hints() {
+        let e = map_server_error(
+            server("28P01", "password authentication failed"),
+            &ctx(None),
+        );
+        assert!(matches!(e, SourceError::AuthFailed { .. }));
+        assert!(
+            e.to_string()
+                .contains("check the user and password in --source")
+        );
+        assert!(!e.is_transient());
+
+        let e = map_server_error(server("42704", "no slot"), &ctx(Some("s1")));
+        assert!(
+            e.to_string()
+                .contains("pg_create_logical_replication_slot('s1', 'pgoutput')")
+        );
+        assert!(e.to_string().contains("source.create_slot = true"));
+
+        let e = map_server_error(server("42710", "exists"), &ctx(Some("s1")));
+        assert!(matches!(e, SourceError::SlotExists { .. }));
+
+        let e = map_server_error(server("55006", "active for PID 1"), &ctx(Some("s1")));
+        assert!(
+            e.is_transient(),
+            "a slot held by a dying session frees itself"
+        );
+
+        let e = map_server_error(
+            server("55000", "logical decoding requires wal_level >= logical"),
+            &ctx(None),
+        );
+        assert!(
+            e.to_string()
+                .contains("ALTER SYSTEM SET wal_level = logical"),
+            "{e}"
+        );
+
+        let e = map_server_error(server("53400", "all slots in use"), &ctx(None));
+        assert!(
+            e.to_string()
+                .contains("max_replication_slots / max_wal_senders")
+        );
+
+        let e = map_server_error(server("42501", "must be replication role"), &ctx(None));
+        assert!(
+            e.to_string().contains("ALTER ROLE alice REPLICATION"),
+            "{e}"
+        );
+
+        let streaming = ErrorContext {
+            streaming: true,
+            ..ctx(Some("s1"))
+        };
+        let e = map_server_error(
+            server("42704", "publication \"p\" does not exist"),
+            &streaming,
+        );
+        assert!(matches!(e, SourceError::PublicationGone { .. }));
+    }
+
+    #[test]
+    fn transient_by_sqlstate() {
+        let e = map_server_error(server("57P01", "terminating connection"), &ctx(None));
+        assert!(e.is_transient());
+        let e = map_server_error(server("XX000", "internal"), &ctx(None));
+        assert!(!e.is_transient());
+        let e = SourceError::Closed {
+            context: "streaming",
+        };
+        assert!(e.is_transient());
+    }
+
+    #[test]
+    fn server_message_is_the_source_not_the_message() {
+        let e = map_server_error(
+            server("28P01", "password authentication failed"),
+            &ctx(None),
+        );
+        let source = std::error::Error::source(&e).expect("server error kept as source");
+        assert!(source.to_string().contains("28P01"));
+        assert!(!e.to_string().contains("28P01"));
+    }
+}

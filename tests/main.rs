@@ -1,0 +1,14 @@
+//! The integration-test binary: every suite against a real PostgreSQL, in one process, so that
+//! all suites share one throwaway cluster (`support::shared`) with a fresh database per test.
+//!
+//! Run with `cargo test` (all targets) or `cargo test --test main [filter]`. The server
+//! binaries come from `$WALAUDIT_PG_BIN`, `/usr/lib/postgresql/{17,16,15,14}/bin` or
+//! `pg_config --bindir`; a missing server fails the tests with instructions.
+//!
+//! A suite lives in `tests/<suite>/mod.rs` (a directory), never in `tests/<suite>.rs`: Cargo
+//! builds every `tests/*.rs` file as a separate test binary of its own.
+
+mod support;
+
+mod harness;
+mod capture;

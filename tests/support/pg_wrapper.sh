@@ -1,0 +1,64 @@
+# Supervisor for one throwaway Postgres cluster; run as `sh -c "$(cat pg_wrapper.sh)" wrapper
+# BASE BINDIR`, as the OS user that owns the cluster, with stdin a pipe from the test process.
+#
+# It reads one command per line from stdin and answers one line on stdout:
+#   initdb  -> "ok" | "err RC"     run initdb into BASE/data (superuser postgres, BASE/pwfile)
+#   start   -> "ok PID"            start the postmaster in the background (log: BASE/postgres.log)
+#   stop    -> "ok"                fast shutdown (SIGINT) and wait for the postmaster to exit
+#   crash   -> "ok"                immediate shutdown (SIGQUIT): the next start runs crash recovery
+# End of stdin means the test process is finished or gone (exit, panic, abort, SIGKILL: the
+# kernel closes the pipe in every case): fast shutdown, then BASE is removed. This is what
+# guarantees that no server and no data directory outlive the test process.
+set -u
+base=$1
+bin=$2
+# Terminal signals are for the test process; this script must survive them to clean up.
+trap '' INT TERM HUP PIPE
+exec 2>>"$base/wrapper.log"
+cd "$base" || exit 1
+pg=
+
+reply() { printf '%s\n' "$*" 2>/dev/null || :; }
+
+# stop SIGNAL: signal the postmaster (if any) and reap it.
+stop() {
+    if [ -n "$pg" ]; then
+        kill "-$1" "$pg" 2>/dev/null
+        wait "$pg" 2>/dev/null
+        pg=
+    fi
+}
+
+while IFS= read -r cmd; do
+    case $cmd in
+    initdb)
+        if "$bin/initdb" -D "$base/data" -U postgres --pwfile="$base/pwfile" \
+            --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C -N \
+            >"$base/initdb.log" 2>&1 </dev/null; then
+            reply ok
+        else
+            reply "err $?"
+        fi
+        ;;
+    start)
+        stop INT
+        "$bin/postgres" -D "$base/data" >>"$base/postgres.log" 2>&1 </dev/null &
+        pg=$!
+        reply "ok $pg"
+        ;;
+    stop)
+        stop INT
+        reply ok
+        ;;
+    crash)
+        stop QUIT
+        reply ok
+        ;;
+    *)
+        reply "err unknown command: $cmd"
+        ;;
+    esac
+done
+stop INT
+cd /
+rm -rf "$base"
