@@ -24,6 +24,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::Lsn;
+use crate::capture::assembler::DRAIN_MARKER_PREFIX;
 use crate::capture::{
     Assembler, AssemblerConfig, CaptureError, CaptureStats, CapturedMessage, Change,
     CommittedTxn, Output, TxnMeta,
@@ -167,6 +168,10 @@ pub async fn run<S: Sink + 'static>(
         options.push(("streaming".to_owned(), "on".to_owned()));
         options.push(("messages".to_owned(), "true".to_owned()));
     }
+    let drain_target = match opts.drain {
+        true => Some(emit_drain_marker(&sql).await?),
+        false => None,
+    };
     let stream = repl.start_replication(opts.slot.name(), Lsn::ZERO, &options).await?;
     tracing::info!(
         slot = opts.slot.name(),
@@ -188,12 +193,36 @@ pub async fn run<S: Sink + 'static>(
         confirm: !matches!(opts.slot, SlotMode::ReadOnly { .. }),
         received: Lsn::ZERO,
         status: status_interval(opts.status_interval),
-        drain_target: opts.drain.then_some(identity.xlogpos),
+        drain_target,
         cancel,
     };
     let outcome = capture.run().await;
     let summary = capture.shutdown(outcome, sink_task).await?;
     Ok(RunSummary { start_wal_position: identity.xlogpos, protocol_version, ..summary })
+}
+
+/// Write the drain marker and return its position: everything committed before it is what
+/// `--drain` captures.
+///
+/// The server's flush position alone is not enough: with `synchronous_commit = off`, commits
+/// that already returned to their clients can lie beyond it. The marker is a transactional
+/// logical message committed with `synchronous_commit = on`, which flushes all WAL before it.
+/// Capture drops it (see [`DRAIN_MARKER_PREFIX`]); its transaction is empty and never reaches
+/// the sink.
+async fn emit_drain_marker(sql: &tokio_postgres::Client) -> Result<Lsn, SourceError> {
+    let query = format!(
+        "BEGIN; SET LOCAL synchronous_commit = on; \
+         SELECT pg_logical_emit_message(true, '{DRAIN_MARKER_PREFIX}', '')::text; COMMIT"
+    );
+    let context = "writing the drain marker (pg_logical_emit_message)";
+    let rows = sql.simple_query(&query).await.map_err(|source| SourceError::Sql { context, source })?;
+    let lsn = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+        _ => None,
+    });
+    lsn.and_then(|l| l.parse().ok()).ok_or_else(|| {
+        SourceError::Protocol { context, detail: "no LSN returned".into() }
+    })
 }
 
 fn status_interval(period: Duration) -> Interval {

@@ -4,12 +4,15 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::Lsn;
-use crate::capture::buffer::{CommittedTxn, TxnBuffer};
+use crate::capture::buffer::{CommittedTxn, TxnBuffer, change_size};
 use crate::capture::context::parse_context;
 use crate::capture::relations::RelationCache;
-use crate::capture::{CaptureError, CapturedMessage, TxnMeta, rows};
+use crate::capture::{CaptureError, CapturedMessage, Change, TxnMeta, rows};
 use crate::config::CaptureConfig;
 use crate::decode::{Message, PG_EPOCH_OFFSET_MICROS};
+
+/// Prefix of the marker message `--drain` writes to find "now"; capture drops such messages.
+pub const DRAIN_MARKER_PREFIX: &str = "walaudit.drain";
 
 /// Assembler settings (from `[capture]` and `[source]`).
 #[derive(Clone, Debug)]
@@ -38,6 +41,8 @@ impl AssemblerConfig {
 pub struct CaptureStats {
     pub txns_committed: u64,
     pub txns_aborted: u64,
+    /// Committed transactions with nothing to write (not released).
+    pub txns_empty: u64,
     pub subxacts_aborted: u64,
     pub changes: u64,
     /// Highest memory held by open transactions at any time.
@@ -135,7 +140,7 @@ impl Assembler {
                     return Err(CaptureError::protocol("Commit LSN differs from Begin's"));
                 }
                 let meta = meta(buffer.xid, c.commit_lsn, c.end_lsn, c.commit_ts);
-                return self.release(buffer, meta).map(Some);
+                return self.release(buffer, meta);
             }
             Message::Origin(o) => {
                 if let Some((buffer, _)) = &mut self.current {
@@ -178,7 +183,9 @@ impl Assembler {
                         content: m.content,
                     })));
                 }
-                if m.prefix == self.cfg.context_prefix {
+                if m.prefix == DRAIN_MARKER_PREFIX {
+                    // Drain markers only tell the engine where to stop.
+                } else if m.prefix == self.cfg.context_prefix {
                     let context = parse_context(&m.content);
                     if !context.well_formed {
                         self.stats.malformed_contexts += 1;
@@ -220,7 +227,7 @@ impl Assembler {
                     CaptureError::protocol("Stream Commit of an unknown transaction")
                 })?;
                 let meta = meta(c.xid, c.commit_lsn, c.end_lsn, c.commit_ts);
-                return self.release(buffer, meta).map(Some);
+                return self.release(buffer, meta);
             }
             Message::StreamAbort(a) => {
                 if a.xid == a.subxid {
@@ -258,15 +265,16 @@ impl Assembler {
         }
     }
 
-    fn push(&mut self, xid: Option<u32>, change: crate::capture::Change) -> Result<(), CaptureError> {
+    fn push(&mut self, xid: Option<u32>, change: Change) -> Result<(), CaptureError> {
+        // Make room first, so memory stays within the budget (a single change larger than
+        // the whole budget is spilled right after it arrives).
+        let size = change_size(&change);
+        while self.memory + size > self.cfg.max_memory && self.spill_largest()? {}
         let (buffer, subxid) = self.open_txn(xid)?;
-        let size = buffer.push(subxid, change);
-        self.memory += size;
+        self.memory += buffer.push(subxid, change);
         self.stats.peak_memory = self.stats.peak_memory.max(self.memory);
-        while self.memory > self.cfg.max_memory {
-            if !self.spill_largest()? {
-                break;
-            }
+        if self.memory > self.cfg.max_memory {
+            self.spill_largest()?;
         }
         Ok(())
     }
@@ -291,12 +299,22 @@ impl Assembler {
         Ok(true)
     }
 
-    fn release(&mut self, buffer: TxnBuffer, meta: TxnMeta) -> Result<Output, CaptureError> {
+    /// A committed transaction leaves, unless it holds nothing to write (no change of a
+    /// published table and no message): servers before 15 send such empty transactions.
+    fn release(
+        &mut self,
+        buffer: TxnBuffer,
+        meta: TxnMeta,
+    ) -> Result<Option<Output>, CaptureError> {
         self.memory -= buffer.mem_bytes();
         let committed = buffer.commit(meta, self.cfg.chunk_changes)?;
+        if committed.meta.change_count == 0 && committed.messages.is_empty() {
+            self.stats.txns_empty += 1;
+            return Ok(None);
+        }
         self.stats.txns_committed += 1;
         self.stats.changes += committed.meta.change_count;
-        Ok(Output::Committed(Box::new(committed)))
+        Ok(Some(Output::Committed(Box::new(committed))))
     }
 }
 

@@ -9,7 +9,7 @@ use crate::support::shared;
 async fn concurrent_contexts_without_and_malformed() {
     let db = shared().await.fresh_db("actor").await.unwrap();
     db.execute("CREATE TABLE t (id int PRIMARY KEY)").await.unwrap();
-    prepare(&db, "actor").await.unwrap();
+    let slot = prepare(&db).await.unwrap();
     let alice = db.connect().await.unwrap();
     let bob = db.connect().await.unwrap();
     alice.batch_execute("BEGIN; INSERT INTO t VALUES (1)").await.unwrap();
@@ -44,7 +44,7 @@ async fn concurrent_contexts_without_and_malformed() {
     )
     .await
     .unwrap();
-    let txns = drain(&db, "actor").await.unwrap();
+    let txns = drain(&db, &slot).await.unwrap();
     let got = changes_json(&txns);
     let summary: Vec<_> =
         got.iter().map(|c| (field(c, "id"), c["actor"].clone(), c["context"].clone())).collect();

@@ -40,13 +40,14 @@ pub fn options(db: &TestDb, slot: &str, max_memory: usize) -> PipelineOptions {
     }
 }
 
-/// Create publication `walaudit` for all tables and slot `slot`, before the workload.
-pub async fn prepare(db: &TestDb, slot: &str) -> Result<()> {
-    db.execute(&format!(
-        "CREATE PUBLICATION walaudit FOR ALL TABLES;
-         SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput');"
-    ))
-    .await
+/// Create publication `walaudit` for all tables and a slot, before the workload; returns the
+/// slot's name (the database's, so unique in the shared cluster).
+pub async fn prepare(db: &TestDb) -> Result<String> {
+    db.execute("CREATE PUBLICATION walaudit FOR ALL TABLES").await?;
+    // Its own transaction: a slot cannot be created in one that has written.
+    db.execute(&format!("SELECT pg_create_logical_replication_slot('{}', 'pgoutput')", db.name))
+        .await?;
+    Ok(db.name.clone())
 }
 
 /// Drain the slot into `store`; returns the run summary.

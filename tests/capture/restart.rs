@@ -15,7 +15,7 @@ use crate::support::shared;
 async fn restart_mid_stream_delivers_everything_once_in_order() {
     let db = shared().await.fresh_db("restart").await.unwrap();
     db.execute("CREATE TABLE t (id int PRIMARY KEY)").await.unwrap();
-    prepare(&db, "rs").await.unwrap();
+    let slot = prepare(&db).await.unwrap();
     let insert_range = |from: i32, to: i32| {
         let db = &db;
         async move {
@@ -28,14 +28,14 @@ async fn restart_mid_stream_delivers_everything_once_in_order() {
 
     // Run 1: ten transactions, durable and confirmed.
     insert_range(1, 10).await;
-    let first = drain_into(&db, "rs", &store, 1 << 20).await.unwrap();
+    let first = drain_into(&db, &slot, &store, 1 << 20).await.unwrap();
     assert_eq!(store.lock().unwrap().durable_count, 10);
 
     // Run 2: the sink holds back acknowledgements; stop it mid-stream.
     insert_range(11, 40).await;
     store.lock().unwrap().hold_acks = true;
     let cancel = CancellationToken::new();
-    let mut opts = options(&db, "rs", 1 << 20);
+    let mut opts = options(&db, &slot, 1 << 20);
     opts.drain = false;
     let run = tokio::spawn(pipeline::run(opts, MemorySink::new(Arc::clone(&store)), cancel.clone()));
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -57,7 +57,7 @@ async fn restart_mid_stream_delivers_everything_once_in_order() {
     // Run 3: a crash loses what was not durable; the server resends from its confirmed
     // position; the sink skips the three it already holds.
     insert_range(41, 45).await;
-    drain_into(&db, "rs", &store, 1 << 20).await.unwrap();
+    drain_into(&db, &slot, &store, 1 << 20).await.unwrap();
     let store = store.lock().unwrap();
     let ids: Vec<_> = changes_json(&store.txns).iter().map(|c| field(c, "id")).collect();
     assert_eq!(ids, (1..=45).map(|i| json!(i)).collect::<Vec<_>>());
@@ -67,7 +67,7 @@ async fn restart_mid_stream_delivers_everything_once_in_order() {
 
     // The server's confirmed position is the durable end of the last transaction.
     let confirmed: String = db
-        .scalar("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'rs'")
+        .scalar("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = current_database()")
         .await
         .unwrap();
     assert_eq!(confirmed, store.txns.last().unwrap().meta.end_lsn.to_string());

@@ -12,7 +12,7 @@ use crate::support::shared;
 async fn interleaved_transactions_leave_in_commit_order() {
     let db = shared().await.fresh_db("interleave").await.unwrap();
     db.execute("CREATE TABLE t (id int PRIMARY KEY, who text)").await.unwrap();
-    prepare(&db, "il").await.unwrap();
+    let slot = prepare(&db).await.unwrap();
     let a = db.connect().await.unwrap();
     let b = db.connect().await.unwrap();
     a.batch_execute("BEGIN; INSERT INTO t VALUES (1, 'a')").await.unwrap();
@@ -20,7 +20,7 @@ async fn interleaved_transactions_leave_in_commit_order() {
     a.batch_execute("INSERT INTO t VALUES (3, 'a')").await.unwrap();
     b.batch_execute("INSERT INTO t VALUES (4, 'b'); COMMIT").await.unwrap();
     a.batch_execute("INSERT INTO t VALUES (5, 'a'); COMMIT").await.unwrap();
-    let txns = drain(&db, "il").await.unwrap();
+    let txns = drain(&db, &slot).await.unwrap();
     let got = changes_json(&txns);
     let ids: Vec<_> = got.iter().map(|c| field(c, "id")).collect();
     assert_eq!(ids, vec![json!(2), json!(4), json!(1), json!(3), json!(5)], "b committed first");
@@ -33,7 +33,7 @@ async fn interleaved_transactions_leave_in_commit_order() {
 async fn rolled_back_savepoint_and_aborted_transaction_leave_nothing() {
     let db = shared().await.fresh_db("rollback").await.unwrap();
     db.execute("CREATE TABLE t (id int PRIMARY KEY)").await.unwrap();
-    prepare(&db, "rb").await.unwrap();
+    let slot = prepare(&db).await.unwrap();
     db.execute(
         "BEGIN; INSERT INTO t VALUES (1); SAVEPOINT s; INSERT INTO t VALUES (2);
          ROLLBACK TO SAVEPOINT s; INSERT INTO t VALUES (3); COMMIT;",
@@ -42,7 +42,7 @@ async fn rolled_back_savepoint_and_aborted_transaction_leave_nothing() {
     .unwrap();
     db.execute("BEGIN; INSERT INTO t VALUES (4); ROLLBACK;").await.unwrap();
     db.execute("INSERT INTO t VALUES (5)").await.unwrap();
-    let got = changes_json(&drain(&db, "rb").await.unwrap());
+    let got = changes_json(&drain(&db, &slot).await.unwrap());
     let ids: Vec<_> = got.iter().map(|c| field(c, "id")).collect();
     assert_eq!(ids, vec![json!(1), json!(3), json!(5)]);
 }
@@ -56,7 +56,7 @@ async fn huge_transaction_streams_and_spills_within_the_memory_limit() {
     const BUDGET: usize = 4 << 20;
     let db = shared().await.fresh_db("huge").await.unwrap();
     db.execute("CREATE TABLE big (id bigint PRIMARY KEY, payload text)").await.unwrap();
-    prepare(&db, "huge").await.unwrap();
+    let slot = prepare(&db).await.unwrap();
     db.execute(&format!(
         "BEGIN;
          INSERT INTO big SELECT g, repeat('x', 40) || g FROM generate_series(1, {half}) g;
@@ -71,7 +71,7 @@ async fn huge_transaction_streams_and_spills_within_the_memory_limit() {
     .await
     .unwrap();
     let store = Arc::new(Mutex::new(MemoryStore::default()));
-    let summary = drain_into(&db, "huge", &store, BUDGET).await.unwrap();
+    let summary = drain_into(&db, &slot, &store, BUDGET).await.unwrap();
     let stats = &summary.capture;
     assert_eq!(summary.protocol_version, 2);
     assert!(stats.spill_events > 0 && stats.spilled_bytes > 0, "spilled: {stats:?}");

@@ -67,9 +67,9 @@ fn expected_row1() -> Value {
 async fn every_mapped_type_with_edge_values() {
     let db = shared().await.fresh_db("types").await.unwrap();
     db.execute(SCHEMA).await.unwrap();
-    prepare(&db, "types").await.unwrap();
+    let slot = prepare(&db).await.unwrap();
     db.execute(ROWS).await.unwrap();
-    let txns = drain(&db, "types").await.unwrap();
+    let txns = drain(&db, &slot).await.unwrap();
     let got = changes_json(&txns);
     assert_eq!(got.len(), 4);
 

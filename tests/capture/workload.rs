@@ -15,7 +15,7 @@ async fn known_workload_is_decoded_exactly() {
     )
     .await
     .unwrap();
-    prepare(&db, "wl").await.unwrap();
+    let slot = prepare(&db).await.unwrap();
     // One statement per transaction (a multi-statement simple query is one transaction).
     for sql in [
         "INSERT INTO items VALUES (1, 'apple', 5), (2, 'pear', 7)",
@@ -29,7 +29,7 @@ async fn known_workload_is_decoded_exactly() {
     ] {
         db.execute(sql).await.unwrap();
     }
-    let txns = drain(&db, "wl").await.unwrap();
+    let txns = drain(&db, &slot).await.unwrap();
     assert_eq!(txns.len(), 8, "one transaction per statement");
     let got = changes_json(&txns);
     let row = |id: i32, name: &str, qty: i32| json!({"id": id, "name": name, "qty": qty});
@@ -85,11 +85,11 @@ async fn unchanged_toast_is_filled_or_marked_never_silently_null() {
     ))
     .await
     .unwrap();
-    prepare(&db, "toast").await.unwrap();
+    let slot = prepare(&db).await.unwrap();
     db.execute("UPDATE docs SET n = 1 WHERE id = 1; UPDATE docs_full SET n = 1 WHERE id = 1;")
         .await
         .unwrap();
-    let got = changes_json(&drain(&db, "toast").await.unwrap());
+    let got = changes_json(&drain(&db, &slot).await.unwrap());
     assert_eq!(got.len(), 2);
     // DEFAULT identity: the body was not sent; null and listed as unavailable.
     assert_eq!(got[0]["row"], json!({"id": 1, "body": null, "n": 1}));
