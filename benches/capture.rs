@@ -270,7 +270,7 @@ async fn record(path: &Path, inserts: u64, updates: u64) -> Result<()> {
            SELECT (g * 7919) % 100000, ((g * 31) % 1000000) / 100.0,
                   (ARRAY['new','paid','shipped','cancelled'])[1 + g % 4],
                   'order note ' || g, now() - g * interval '1 second', now()
-           FROM generate_series(b * {INSERTS_PER_TXN} + 1,
+           FROM generate_series(b::bigint * {INSERTS_PER_TXN} + 1,
                                 least((b + 1) * {INSERTS_PER_TXN}, {inserts})) g;
            COMMIT;
          END LOOP; END $$",

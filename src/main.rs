@@ -25,5 +25,7 @@ fn try_main(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .thread_name("walaudit")
         .build()?;
-    runtime.block_on(command.run())
+    // The command runs on a worker thread, not in `block_on`: the replication loop is cheaper
+    // there (measured: about half the system time).
+    runtime.block_on(async { tokio::spawn(command.run()).await? })
 }

@@ -10,5 +10,5 @@
 
 mod support;
 
-mod harness;
 mod capture;
+mod harness;

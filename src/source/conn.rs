@@ -281,10 +281,15 @@ impl ReplicationClient {
     }
 
     /// `DROP_REPLICATION_SLOT`; with `wait`, waits for an active slot to be released.
-    pub async fn drop_slot(&mut self, name: &str, wait: bool) -> Result<(), SourceError> {
+    /// Returns false when there was no such slot.
+    pub async fn drop_slot(&mut self, name: &str, wait: bool) -> Result<bool, SourceError> {
         let wait = if wait { " WAIT" } else { "" };
         let sql = format!("DROP_REPLICATION_SLOT {}{wait}", quote_ident(name));
-        self.query(&sql, Some(name)).await.map(drop)
+        match self.query(&sql, Some(name)).await {
+            Ok(_) => Ok(true),
+            Err(SourceError::SlotMissing { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Runs SQL with the simple query protocol; rows of all statements, values as text.
@@ -319,7 +324,7 @@ impl ReplicationClient {
                 BackendMessage::ErrorResponse(err) => {
                     return Err(map_server_error(
                         err,
-                        &self.ctx("START_REPLICATION", Some(slot)),
+                        &self.ctx("run START_REPLICATION", Some(slot)),
                     ));
                 }
                 BackendMessage::NoticeResponse(n) => log_notice(&n),
@@ -377,8 +382,8 @@ impl ReplicationClient {
         }
         match error {
             Some(err) => {
-                let command = sql.split_whitespace().next().unwrap_or("the command");
-                Err(map_server_error(err, &self.ctx(command, slot)))
+                let command = format!("run {}", sql.split_whitespace().next().unwrap_or("it"));
+                Err(map_server_error(err, &self.ctx(&command, slot)))
             }
             None => Ok(rows),
         }
@@ -395,7 +400,10 @@ impl ReplicationClient {
                 .map_err(|e| e.into_source(context))?
             {
                 BackendMessage::ErrorResponse(err) => {
-                    return Err(map_server_error(err, &self.ctx("connecting", None)));
+                    return Err(map_server_error(
+                        err,
+                        &self.ctx("open a replication connection", None),
+                    ));
                 }
                 other => {
                     if let Some(msg) = self.absorb(other) {
@@ -445,6 +453,7 @@ impl ReplicationClient {
     fn ctx<'a>(&'a self, command: &'a str, slot: Option<&'a str>) -> ErrorContext<'a> {
         ErrorContext {
             command,
+            replication: true,
             user: &self.user,
             database: &self.database,
             slot,

@@ -202,7 +202,7 @@ pub enum SourceError {
     )]
     WalLevel { current: String },
 
-    #[error("the server is not ready for {command}{}", wal_level_fix(server))]
+    #[error("the server is not ready to {command}{}", wal_level_fix(server))]
     NotReady {
         command: String,
         #[source]
@@ -221,7 +221,7 @@ pub enum SourceError {
     },
 
     #[error(
-        "the server ran out of replication slots or WAL senders during {command}: raise \
+        "the server ran out of replication slots or WAL senders trying to {command}: raise \
          max_replication_slots / max_wal_senders (then restart the server) or drop unused slots"
     )]
     LimitReached {
@@ -230,7 +230,7 @@ pub enum SourceError {
         server: Box<ServerError>,
     },
 
-    #[error("user {user} may not run {command}: {hint}")]
+    #[error("user {user} may not {command}: {hint}")]
     InsufficientPrivilege {
         user: String,
         command: String,
@@ -264,9 +264,9 @@ pub enum SourceError {
 
     #[error(
         "{} published table(s) have no replica identity, so Postgres refuses UPDATE and DELETE \
-         on them while they are published; run:\n{}",
+         on them while they are published; run: {}",
         fixes.len(),
-        fixes.join("\n")
+        fixes.join(" ")
     )]
     ReplicaIdentity { fixes: Vec<String> },
 
@@ -309,7 +309,7 @@ pub enum SourceError {
     SlotLost { slot: String },
 
     // ---- everything else the server said ----
-    #[error("the server refused {command}")]
+    #[error("the server refused to {command}")]
     Server {
         command: String,
         #[source]
@@ -358,9 +358,12 @@ impl SourceError {
             SourceError::Server { server, .. } => server.is_transient(),
             SourceError::Sql { source, .. } => match source.as_db_error() {
                 Some(db) => ServerError::from(db).is_transient(),
-                // Not a server error: the connection broke (or a client-side failure that a
-                // fresh connection clears).
-                None => true,
+                // Not a server error: transient when the connection broke, permanent for
+                // client-side refusals (configuration, type mismatches).
+                None => {
+                    source.is_closed()
+                        || std::error::Error::source(source).is_some_and(|s| s.is::<io::Error>())
+                }
             },
             _ => false,
         }
@@ -377,8 +380,11 @@ impl SourceError {
 /// What was being done when the server answered with an error; picks the precise variant.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ErrorContext<'a> {
-    /// The command, e.g. `START_REPLICATION` or `connecting`.
+    /// What was attempted, as a verb phrase: `run START_REPLICATION`, `open a replication
+    /// connection`, `stream changes`.
     pub command: &'a str,
+    /// A replication connection: missing privileges mean a missing REPLICATION attribute.
+    pub replication: bool,
     pub user: &'a str,
     pub database: &'a str,
     /// The slot the command works on, if any.
@@ -418,10 +424,14 @@ pub(crate) fn map_server_error(server: ServerError, ctx: &ErrorContext<'_>) -> S
         ("55000", _) => SourceError::NotReady { command, server },
         ("53400", _) => SourceError::LimitReached { command, server },
         ("42501", _) => SourceError::InsufficientPrivilege {
-            hint: format!(
-                "run ALTER ROLE {} REPLICATION; (or use a role that has it)",
-                ctx.user
-            ),
+            hint: if ctx.replication {
+                format!(
+                    "run ALTER ROLE {} REPLICATION; (or use a role that has it)",
+                    ctx.user
+                )
+            } else {
+                format!("grant {} the privilege the server names below", ctx.user)
+            },
             user,
             command,
             server: Some(server),
@@ -447,6 +457,14 @@ pub(crate) fn map_sql_error(
                 precise => precise,
             }
         }
+        // tokio-postgres has no public kind for this one; its message is stable.
+        None if std::error::Error::source(&err)
+            .is_some_and(|s| s.to_string() == "password missing") =>
+        {
+            SourceError::PasswordMissing {
+                user: ctx.user.to_owned(),
+            }
+        }
         None => SourceError::Sql {
             context,
             source: err,
@@ -469,7 +487,8 @@ mod tests {
 
     fn ctx(slot: Option<&'static str>) -> ErrorContext<'static> {
         ErrorContext {
-            command: "START_REPLICATION",
+            command: "run START_REPLICATION",
+            replication: true,
             user: "alice",
             database: "app",
             slot,

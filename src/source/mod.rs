@@ -28,6 +28,7 @@
 //!   fix. Passwords never reach `Debug`, `Display` or logs.
 
 pub mod conn;
+mod conninfo;
 pub mod error;
 pub mod params;
 pub mod quote;

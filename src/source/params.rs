@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::conninfo::{parse_conninfo, parse_url, percent_encode};
 use super::error::SourceError;
 
 /// The session settings every walaudit connection runs with: the value parsers in
@@ -292,7 +293,8 @@ impl ConnParams {
                 .await
                 .map_err(|err| {
                     let ctx = super::error::ErrorContext {
-                        command: "connecting",
+                        command: "connect",
+                        replication: false,
                         user: &self.user,
                         database: &self.dbname,
                         slot: None,
@@ -363,149 +365,6 @@ impl fmt::Display for ConnParams {
         }
         Ok(())
     }
-}
-
-fn parse_url(rest: &str) -> Result<Vec<(String, String)>, SourceError> {
-    let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, path) = main.split_once('/').unwrap_or((main, ""));
-    let mut pairs = Vec::new();
-    let hostport = match authority.rsplit_once('@') {
-        Some((userinfo, hostport)) => {
-            let (user, password) = match userinfo.split_once(':') {
-                Some((u, p)) => (u, Some(p)),
-                None => (userinfo, None),
-            };
-            if !user.is_empty() {
-                pairs.push(("user".to_owned(), percent_decode(user, "user")?));
-            }
-            if let Some(p) = password {
-                pairs.push(("password".to_owned(), percent_decode(p, "password")?));
-            }
-            hostport
-        }
-        None => authority,
-    };
-    if let Some(v6) = hostport.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or_else(|| invalid("an IPv6 address in [brackets] is missing its `]`"))?;
-        pairs.push(("host".to_owned(), host.to_owned()));
-        if let Some(port) = after.strip_prefix(':') {
-            pairs.push(("port".to_owned(), port.to_owned()));
-        } else if !after.is_empty() {
-            return Err(invalid(format!(
-                "unexpected `{after}` after the IPv6 address"
-            )));
-        }
-    } else if !hostport.is_empty() {
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hostport, None),
-        };
-        if !host.is_empty() {
-            pairs.push(("host".to_owned(), percent_decode(host, "host")?));
-        }
-        if let Some(port) = port {
-            pairs.push(("port".to_owned(), port.to_owned()));
-        }
-    }
-    if !path.is_empty() {
-        pairs.push(("dbname".to_owned(), percent_decode(path, "dbname")?));
-    }
-    for item in query.split('&').filter(|i| !i.is_empty()) {
-        let (key, value) = item.split_once('=').ok_or_else(|| {
-            invalid(format!(
-                "query parameter `{item}` has no value: write key=value"
-            ))
-        })?;
-        pairs.push((
-            percent_decode(key, "parameter name")?,
-            percent_decode(value, key)?,
-        ));
-    }
-    Ok(pairs)
-}
-
-fn parse_conninfo(s: &str) -> Result<Vec<(String, String)>, SourceError> {
-    let mut pairs = Vec::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        if chars.peek().is_none() {
-            return Ok(pairs);
-        }
-        let mut key = String::new();
-        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
-            key.push(c);
-        }
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        if chars.next() != Some('=') {
-            return Err(invalid(format!("`{key}` has no value: write key=value")));
-        }
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        let mut value = String::new();
-        if chars.next_if_eq(&'\'').is_some() {
-            loop {
-                match chars.next() {
-                    None => return Err(invalid(format!("unterminated quoted value for `{key}`"))),
-                    Some('\'') => break,
-                    Some('\\') => value.extend(chars.next()),
-                    Some(c) => value.push(c),
-                }
-            }
-        } else {
-            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
-                if c == '\\' {
-                    value.extend(chars.next());
-                } else {
-                    value.push(c);
-                }
-            }
-        }
-        pairs.push((key, value));
-    }
-}
-
-fn percent_decode(s: &str, what: &str) -> Result<String, SourceError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
-            let byte = hex
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "bad percent-encoding in the {what}: `%` must be followed by two hex digits"
-                    ))
-                })?;
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| {
-        invalid(format!(
-            "the {what} is not valid UTF-8 after percent-decoding"
-        ))
-    })
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -604,7 +463,8 @@ mod tests {
             ("mysql://h/db", "expected a URL"),
             ("host='x", "unterminated"),
         ] {
-            let err = ConnParams::parse_with_env(s, |_| Some("x".into())).unwrap_err();
+            let err =
+                ConnParams::parse_with_env(s, |k| (k == "USER").then(|| "x".into())).unwrap_err();
             assert!(err.to_string().contains(needle), "{s}: {err}");
         }
         let err = ConnParams::parse_with_env("postgres://h/db", no_env).unwrap_err();

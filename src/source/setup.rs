@@ -177,9 +177,13 @@ pub async fn ensure_publication(
             Ok(true)
         }
         Err(e) if e.code().is_some_and(|c| c.code() == "42501") => {
+            let user = match client.query_one("SELECT current_user::text", &[]).await {
+                Ok(row) => row.get(0),
+                Err(_) => "the source user".to_owned(),
+            };
             Err(SourceError::InsufficientPrivilege {
-                user: "the source user".to_owned(),
-                command: "CREATE PUBLICATION".to_owned(),
+                user,
+                command: "run CREATE PUBLICATION".to_owned(),
                 hint: format!(
                     "FOR ALL TABLES needs a superuser and FOR TABLE needs ownership of the tables: \
                      ask an administrator to run {create_sql}; and set \
@@ -250,7 +254,7 @@ pub fn replica_identity_fixes(tables: &[PublicationTable]) -> Vec<String> {
                 _ => return None,
             };
             Some(format!(
-                "  ALTER TABLE {}.{} REPLICA IDENTITY FULL;  -- {why} (or add a primary key)",
+                "ALTER TABLE {}.{} REPLICA IDENTITY FULL; (it has {why}; or add a primary key)",
                 quote_ident(&t.schema),
                 quote_ident(&t.table)
             ))
@@ -500,7 +504,8 @@ mod tests {
             "{msg}"
         );
         assert!(check_replica_identity(&tables[..1]).is_ok());
-        assert!(msg.contains("\n  ALTER TABLE \"Sales\""), "{msg}");
+        assert!(msg.contains("; run: ALTER TABLE \"public\""), "{msg}");
+        assert!(!msg.contains('\n'), "one line: {msg}");
     }
 
     #[test]

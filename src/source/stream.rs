@@ -194,7 +194,8 @@ impl ReplicationStream {
                     match super::wire::BackendMessage::parse(raw).map_err(|e| e.into_source(CTX))? {
                         super::wire::BackendMessage::ErrorResponse(err) => {
                             let ctx = ErrorContext {
-                                command: "streaming",
+                                command: "stream changes",
+                                replication: true,
                                 user: &self.user,
                                 database: &self.database,
                                 slot: Some(&self.slot),
@@ -261,7 +262,8 @@ impl ReplicationStream {
                         super::wire::BackendMessage::parse(raw)
                     {
                         let ctx = ErrorContext {
-                            command: "ending replication",
+                            command: "end replication",
+                            replication: true,
                             user: &self.user,
                             database: &self.database,
                             slot: Some(&self.slot),

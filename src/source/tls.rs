@@ -207,6 +207,11 @@ pub(crate) fn handshake_hint(err: &std::io::Error, mode: SslMode) -> &'static st
         Some(rustls::Error::InvalidCertificate(
             CertificateError::Expired | CertificateError::ExpiredContext { .. },
         )) => "the server's certificate has expired: renew it on the server",
+        Some(rustls::Error::InvalidCertificate(_)) => {
+            "the server's certificate was not accepted (see below; a self-signed certificate \
+             acting as its own CA is refused: sign the server certificate with a separate CA and \
+             give that CA as sslrootcert), or use sslmode=require to encrypt without verification"
+        }
         Some(_) if mode == SslMode::Prefer => {
             "the TLS negotiation failed: check the server's ssl settings, or use sslmode=disable"
         }

@@ -526,7 +526,7 @@ mod tests {
 
     #[tokio::test]
     async fn reads_across_chunks_and_survives_cancellation() {
-        let (client, mut server) = tokio::io::duplex(64);
+        let (client, mut server) = tokio::io::duplex(4096);
         let mut wire = Wire::new(client);
         let payload = vec![7u8; 1000];
         let bytes = msg(b'd', &payload);

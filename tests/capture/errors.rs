@@ -70,7 +70,7 @@ async fn table_without_replica_identity() {
         .await
         .unwrap();
     let out = walaudit(&["tail", "--source", &db.url, "--drain"]).await;
-    one_line_error(&out, &["public.nopk", "REPLICA IDENTITY FULL"]);
+    one_line_error(&out, &["ALTER TABLE \"public\".\"nopk\" REPLICA IDENTITY FULL;"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

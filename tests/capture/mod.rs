@@ -17,6 +17,7 @@ use crate::support::TestDb;
 mod actor;
 mod errors;
 mod restart;
+mod tail;
 mod transactions;
 mod types;
 mod workload;

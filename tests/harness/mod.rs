@@ -354,10 +354,16 @@ fn own_cluster_avoids_a_taken_port_and_survives_restarts() -> Result<()> {
     // Another process holds the port the cluster tries first: it must move to another one.
     let squatter = std::net::TcpListener::bind("127.0.0.1:0")?;
     let taken = squatter.local_addr()?.port();
-    let options = ClusterOptions { preferred_port: Some(taken), ..ClusterOptions::default() };
+    let options = ClusterOptions {
+        preferred_port: Some(taken),
+        ..ClusterOptions::default()
+    };
     let mut cluster = PgCluster::start(options)?;
     let port = cluster.port();
-    assert_ne!(port, taken, "the cluster cannot listen on a port that is taken");
+    assert_ne!(
+        port, taken,
+        "the cluster cannot listen on a port that is taken"
+    );
     assert!(
         std::fs::read_to_string(cluster.log_path())?.contains("Address already in use"),
         "the first attempt did not meet the taken port:\n{}",

@@ -58,6 +58,7 @@ const READY_DEADLINE: Duration = Duration::from_secs(60);
 const STOP_DEADLINE: Duration = Duration::from_secs(90);
 const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const PORT_ATTEMPTS: usize = 5;
 const LOG_TAIL_LINES: usize = 60;
 /// Longest Unix socket path (`sun_path`, 108 bytes with the terminating NUL).
@@ -420,18 +421,22 @@ impl PgCluster {
         let endpoint = self.endpoint.clone();
         let deadline = Instant::now() + READY_DEADLINE;
         let ready = block_on(async move {
-            let mut config = endpoint.config("postgres");
-            config.connect_timeout(Duration::from_secs(2));
+            let config = endpoint.config("postgres");
+            let probe = || async {
+                let client = connect_with(&config).await?;
+                client.simple_query("SELECT 1").await?;
+                anyhow::Ok(())
+            };
             loop {
                 if process_running(pid) == Some(false) {
                     bail!("postgres (pid {pid}) exited during startup");
                 }
-                let error = match connect_with(&config).await {
-                    Ok(client) => match client.simple_query("SELECT 1").await {
-                        Ok(_) => return Ok(()),
-                        Err(err) => anyhow::Error::from(err),
-                    },
-                    Err(err) => err,
+                // The whole probe is bounded: `connect_timeout` covers only the TCP connect,
+                // and another process holding the port may accept and never answer.
+                let error = match tokio::time::timeout(PROBE_TIMEOUT, probe()).await {
+                    Ok(Ok(())) => return Ok(()),
+                    Ok(Err(err)) => err,
+                    Err(_) => anyhow::anyhow!("no answer within {PROBE_TIMEOUT:?}"),
                 };
                 if Instant::now() >= deadline {
                     bail!("not accepting connections after {READY_DEADLINE:?}: {error:#}");
@@ -636,6 +641,9 @@ struct Wrapper {
 
 impl Wrapper {
     fn spawn(base: &Path, bin_dir: &Path, owner: Option<&ServerUser>) -> Result<Wrapper> {
+        // A file rather than `sh -c`, for a readable `ps`; the shell keeps it open once started.
+        let script = base.join("pg_wrapper.sh");
+        write_file(&script, WRAPPER_SCRIPT, 0o644, owner)?;
         let mut cmd = match owner {
             Some(user) => {
                 let mut cmd = Command::new("runuser");
@@ -644,9 +652,7 @@ impl Wrapper {
             }
             None => Command::new("sh"),
         };
-        cmd.arg("-c")
-            .arg(WRAPPER_SCRIPT)
-            .arg("walaudit-pg-wrapper")
+        cmd.arg(&script)
             .arg(base)
             .arg(bin_dir)
             .current_dir(base)

@@ -1,5 +1,5 @@
-# Supervisor for one throwaway Postgres cluster; run as `sh -c "$(cat pg_wrapper.sh)" wrapper
-# BASE BINDIR`, as the OS user that owns the cluster, with stdin a pipe from the test process.
+# Supervisor of one throwaway Postgres cluster (tests/support/cluster.rs): run as
+# `sh pg_wrapper.sh BASE BINDIR` by the OS user owning the cluster, stdin a pipe from the tests.
 #
 # It reads one command per line from stdin and answers one line on stdout:
 #   initdb  -> "ok" | "err RC"     run initdb into BASE/data (superuser postgres, BASE/pwfile)
