@@ -91,7 +91,11 @@ pub struct CaptureConfig {
 
 impl Default for CaptureConfig {
     fn default() -> Self {
-        CaptureConfig { max_memory: 128 << 20, spill_dir: None, chunk_changes: 8192 }
+        CaptureConfig {
+            max_memory: 128 << 20,
+            spill_dir: None,
+            chunk_changes: 8192,
+        }
     }
 }
 
@@ -117,10 +121,14 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Self::from_toml(&text)
-            .map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
     }
 
     /// Parse TOML text; the error names the key, the line and the reason.
@@ -142,7 +150,10 @@ impl Config {
 
     /// Check values whose type alone does not make them valid.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, reason: String| ConfigError::Invalid { key: key.into(), reason };
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            key: key.into(),
+            reason,
+        };
         if !valid_slot_name(&self.source.slot) {
             return Err(invalid(
                 "source.slot",
@@ -157,13 +168,22 @@ impl Config {
             return Err(invalid("source.publication", "must not be empty".into()));
         }
         if self.source.status_interval < Duration::from_millis(10) {
-            return Err(invalid("source.status_interval", "must be at least 10ms".into()));
+            return Err(invalid(
+                "source.status_interval",
+                "must be at least 10ms".into(),
+            ));
         }
         if self.capture.max_memory < 1 << 20 {
-            return Err(invalid("capture.max_memory", "must be at least 1MiB".into()));
+            return Err(invalid(
+                "capture.max_memory",
+                "must be at least 1MiB".into(),
+            ));
         }
         if self.capture.chunk_changes == 0 {
-            return Err(invalid("capture.chunk_changes", "must be at least 1".into()));
+            return Err(invalid(
+                "capture.chunk_changes",
+                "must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -190,13 +210,17 @@ impl Overrides {
 pub fn valid_slot_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Parse `500ms`, `10s`, `2m`, `1h` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let value: f64 = num
         .parse()
@@ -206,7 +230,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("unknown duration unit `{other}`: use ms, s, m or h")),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}`: use ms, s, m or h"
+            ));
+        }
     };
     Ok(Duration::from_secs_f64(secs))
 }
@@ -216,8 +244,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: u64 =
-        num.parse().map_err(|_| format!("`{text}` is not a size: use e.g. 64MiB, 1GiB"))?;
+    let value: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size: use e.g. 64MiB, 1GiB"))?;
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kib" => 1 << 10,
@@ -226,9 +255,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "kb" => 1_000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
-        other => return Err(format!("unknown size unit `{other}`: use B, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}`: use B, KiB, MiB or GiB"
+            ));
+        }
     };
-    value.checked_mul(factor).ok_or_else(|| format!("`{text}` is too large"))
+    value
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 mod duration_text {
@@ -268,7 +303,9 @@ mod tests {
     fn documented_example_parses_and_validates() {
         let text = include_str!("../config/walaudit.toml");
         let config = Config::from_toml(text).expect("config/walaudit.toml must parse");
-        config.validate().expect("config/walaudit.toml must be valid");
+        config
+            .validate()
+            .expect("config/walaudit.toml must be valid");
         assert_eq!(config.source.slot, "walaudit");
         assert_eq!(config.capture.max_memory, 128 << 20);
         assert_eq!(config.source.status_interval, Duration::from_secs(10));
@@ -284,9 +321,15 @@ mod tests {
     #[test]
     fn bad_values_name_the_key_and_reason() {
         let err = Config::from_toml("[source]\nstatus_interval = \"ten\"\n").unwrap_err();
-        assert!(err.contains("status_interval") && err.contains("not a duration"), "{err}");
+        assert!(
+            err.contains("status_interval") && err.contains("not a duration"),
+            "{err}"
+        );
         let err = Config::from_toml("[capture]\nmax_memory = \"12 parsecs\"\n").unwrap_err();
-        assert!(err.contains("max_memory") && err.contains("unknown size unit"), "{err}");
+        assert!(
+            err.contains("max_memory") && err.contains("unknown size unit"),
+            "{err}"
+        );
         let mut config = Config::default();
         config.source.slot = "Bad-Slot".into();
         let err = config.validate().unwrap_err().to_string();
@@ -296,7 +339,10 @@ mod tests {
     #[test]
     fn flags_override_file() {
         let mut config = Config::from_toml("[source]\nslot = \"from_file\"\n").unwrap();
-        config.apply(&Overrides { slot: Some("from_flag".into()), ..Default::default() });
+        config.apply(&Overrides {
+            slot: Some("from_flag".into()),
+            ..Default::default()
+        });
         assert_eq!(config.source.slot, "from_flag");
         assert!(config.source_url().is_err());
     }

@@ -34,7 +34,11 @@ pub struct SinkError {
 
 impl SinkError {
     pub fn permanent(message: impl Into<String>) -> Self {
-        SinkError { message: message.into(), transient: false, source: None }
+        SinkError {
+            message: message.into(),
+            transient: false,
+            source: None,
+        }
     }
 }
 
@@ -90,7 +94,9 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     pub fn durable_lsn(&self) -> Lsn {
-        self.txns[..self.durable_count].last().map_or(Lsn::ZERO, |t| t.meta.end_lsn)
+        self.txns[..self.durable_count]
+            .last()
+            .map_or(Lsn::ZERO, |t| t.meta.end_lsn)
     }
 
     /// Forget everything not durable, as a crash would.
@@ -127,7 +133,10 @@ impl MemorySink {
     }
 
     fn holds(&self, txn: &TxnMeta) -> bool {
-        self.lock().txns.last().is_some_and(|t| t.meta.end_lsn >= txn.end_lsn)
+        self.lock()
+            .txns
+            .last()
+            .is_some_and(|t| t.meta.end_lsn >= txn.end_lsn)
     }
 }
 

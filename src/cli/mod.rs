@@ -43,7 +43,11 @@ pub struct SourceArgs {
 
 impl SourceArgs {
     pub fn overrides(&self, slot: Option<String>) -> Overrides {
-        Overrides { source: self.source.clone(), slot, publication: self.publication.clone() }
+        Overrides {
+            source: self.source.clone(),
+            slot,
+            publication: self.publication.clone(),
+        }
     }
 }
 
