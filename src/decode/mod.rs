@@ -7,8 +7,9 @@
 //!
 //! # Invariants
 //! * Zero-copy: tuple cells are `Bytes` slices of the frame they came in.
-//! * Arbitrary input never panics: every parser returns [`DecodeError`] on malformed bytes
-//!   (proven by property tests over random bytes).
+//! * Arbitrary input never panics: the message parser returns [`DecodeError`] and the value
+//!   parsers return [`value::ValueError`] on malformed bytes (proven by property tests over
+//!   random bytes).
 
 pub mod encode;
 pub mod message;

@@ -1,1 +1,0 @@
-//! Metric names, defined once (STYLE.md §12).
