@@ -19,18 +19,18 @@
 //! * No collisions: the port comes from the kernel (retried if taken before the server binds
 //!   it), sockets live in the cluster's own directory, a system cluster is never touched.
 
-use std::io::{BufRead, BufReader, Write};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use std::{fs, thread};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use tokio_postgres::{Client, NoTls};
 
+pub use super::binaries::PG_BIN_ENV;
+use super::binaries::{find_bin_dir, server_major_version};
 use super::database::TestDb;
+use super::supervisor::{COMMAND_DEADLINE, STOP_DEADLINE, Supervisor};
 use super::tls::{self, TlsFiles};
 use super::util::{
     ServerUser, block_on, chown, process_running, quote_ident, quote_literal, server_user, tail,
@@ -44,19 +44,8 @@ pub const SUPERUSER_PASSWORD: &str = "walaudit-test-secret";
 /// Members of this role authenticate with md5 over TCP when [`ClusterOptions::md5_auth`].
 pub const MD5_GROUP: &str = "walaudit_md5";
 
-/// Environment variable naming the directory holding `postgres` and `initdb`.
-pub const PG_BIN_ENV: &str = "WALAUDIT_PG_BIN";
-const CANDIDATE_VERSIONS: [u32; 4] = [17, 16, 15, 14];
-const INSTALL_HINT: &str = "install the PostgreSQL server (Debian/Ubuntu: `apt-get install -y \
-     postgresql-15`) or set WALAUDIT_PG_BIN to the directory holding `postgres` and `initdb`";
-
-const WRAPPER_SCRIPT: &str = include_str!("pg_wrapper.sh");
 const INITDB_DEADLINE: Duration = Duration::from_secs(120);
 const READY_DEADLINE: Duration = Duration::from_secs(60);
-/// Fast shutdown waits for WAL senders to deliver what they have (bounded by the server's
-/// `wal_sender_timeout`, 60 s by default).
-const STOP_DEADLINE: Duration = Duration::from_secs(90);
-const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const PORT_ATTEMPTS: usize = 5;
@@ -251,7 +240,7 @@ pub struct PgCluster {
     tls: Option<TlsFiles>,
     server_pid: Option<u32>,
     /// A `Mutex` only so that `PgCluster` is `Sync`; commands take `&mut self`.
-    wrapper: Mutex<Wrapper>,
+    supervisor: Mutex<Supervisor>,
 }
 
 impl PgCluster {
@@ -263,8 +252,8 @@ impl PgCluster {
         let major_version = server_major_version(&bin_dir)?;
         let owner = server_user()?;
         let base = make_base_dir(owner.as_ref())?;
-        let wrapper = match Wrapper::spawn(&base, &bin_dir, owner.as_ref()) {
-            Ok(wrapper) => wrapper,
+        let supervisor = match Supervisor::spawn(&base, &bin_dir, owner.as_ref()) {
+            Ok(supervisor) => supervisor,
             Err(err) => {
                 let _ = fs::remove_dir_all(&base);
                 return Err(err);
@@ -283,7 +272,7 @@ impl PgCluster {
             options,
             tls: None,
             server_pid: None,
-            wrapper: Mutex::new(wrapper),
+            supervisor: Mutex::new(supervisor),
         };
         cluster.initialise(owner.as_ref())?;
         Ok(cluster)
@@ -462,11 +451,11 @@ impl PgCluster {
     }
 
     fn command(&mut self, command: &str, deadline: Duration) -> Result<String> {
-        let wrapper = self
-            .wrapper
+        let supervisor = self
+            .supervisor
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        wrapper.command(command, deadline)
+        supervisor.command(command, deadline)
     }
 
     /// Stops the server (the cluster directory stays, [`PgCluster::start_server`] resumes it).
@@ -504,11 +493,11 @@ impl PgCluster {
 
     fn shutdown_inner(&mut self) -> Result<()> {
         let pid = self.server_pid.take();
-        let wrapper = self
-            .wrapper
+        let supervisor = self
+            .supervisor
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        wrapper.finish(pid)
+        supervisor.finish(pid)
     }
 
     /// A fresh, empty database for one test; see [`TestDb`].
@@ -629,165 +618,6 @@ impl Drop for PgCluster {
             );
         }
     }
-}
-
-/// The supervising shell (see `pg_wrapper.sh`) and its pipes.
-struct Wrapper {
-    child: Child,
-    /// `None` once closed: the wrapper then shuts down and deletes the cluster directory.
-    stdin: Option<ChildStdin>,
-    replies: mpsc::Receiver<String>,
-}
-
-impl Wrapper {
-    fn spawn(base: &Path, bin_dir: &Path, owner: Option<&ServerUser>) -> Result<Wrapper> {
-        // A file rather than `sh -c`, for a readable `ps`; the shell keeps it open once started.
-        let script = base.join("pg_wrapper.sh");
-        write_file(&script, WRAPPER_SCRIPT, 0o644, owner)?;
-        let mut cmd = match owner {
-            Some(user) => {
-                let mut cmd = Command::new("runuser");
-                cmd.args(["-u", &user.name, "--", "sh"]);
-                cmd
-            }
-            None => Command::new("sh"),
-        };
-        cmd.arg(&script)
-            .arg(base)
-            .arg(bin_dir)
-            .current_dir(base)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        // Own process group: a Ctrl-C at the terminal reaches the test process only, and the
-        // server is then shut down through the closed pipe, in order.
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd
-            .spawn()
-            .context("spawn the cluster supervisor (sh / runuser)")?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().context("supervisor stdout")?;
-        let (sender, replies) = mpsc::channel();
-        thread::Builder::new()
-            .name("pg-wrapper-replies".into())
-            .spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if sender.send(line).is_err() {
-                        break;
-                    }
-                }
-            })
-            .context("spawn the supervisor reply reader")?;
-        Ok(Wrapper {
-            child,
-            stdin,
-            replies,
-        })
-    }
-
-    /// Sends one command and returns the text after `ok` in its reply.
-    fn command(&mut self, command: &str, deadline: Duration) -> Result<String> {
-        let stdin = self.stdin.as_mut().context("the cluster was shut down")?;
-        writeln!(stdin, "{command}")
-            .and_then(|()| stdin.flush())
-            .with_context(|| format!("send `{command}` to the cluster supervisor"))?;
-        match self.replies.recv_timeout(deadline) {
-            Ok(reply) => match reply.strip_prefix("ok") {
-                Some(rest) => Ok(rest.trim().to_owned()),
-                None => bail!("`{command}` failed: {reply}"),
-            },
-            Err(RecvTimeoutError::Timeout) => {
-                bail!("`{command}` not done within {deadline:?}")
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = self.child.try_wait();
-                bail!("the cluster supervisor exited during `{command}` (status {status:?})")
-            }
-        }
-    }
-
-    /// Closes the pipe and waits for the supervisor to stop the server and delete the
-    /// directory; escalates to an immediate shutdown of `server_pid` if that takes too long.
-    fn finish(&mut self, server_pid: Option<u32>) -> Result<()> {
-        if self.stdin.take().is_none() {
-            return Ok(());
-        }
-        if wait_exit(&mut self.child, STOP_DEADLINE)?.is_some() {
-            return Ok(());
-        }
-        if let Some(pid) = server_pid {
-            let _ = Command::new("kill")
-                .args(["-QUIT", &pid.to_string()])
-                .status();
-        }
-        ensure!(
-            wait_exit(&mut self.child, COMMAND_DEADLINE)?.is_some(),
-            "the server did not stop within {:?}",
-            STOP_DEADLINE + COMMAND_DEADLINE
-        );
-        Ok(())
-    }
-}
-
-fn wait_exit(child: &mut Child, deadline: Duration) -> Result<Option<std::process::ExitStatus>> {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        if Instant::now() >= until {
-            return Ok(None);
-        }
-        thread::sleep(POLL_INTERVAL);
-    }
-}
-
-fn find_bin_dir() -> Result<PathBuf> {
-    let has_server = |dir: &Path| dir.join("postgres").is_file() && dir.join("initdb").is_file();
-    if let Some(dir) = std::env::var_os(PG_BIN_ENV) {
-        let dir = PathBuf::from(dir);
-        ensure!(
-            has_server(&dir),
-            "{PG_BIN_ENV}={} holds no `postgres` and `initdb`: {INSTALL_HINT}",
-            dir.display()
-        );
-        return Ok(dir);
-    }
-    for version in CANDIDATE_VERSIONS {
-        let dir = PathBuf::from(format!("/usr/lib/postgresql/{version}/bin"));
-        if has_server(&dir) {
-            return Ok(dir);
-        }
-    }
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
-        && out.status.success()
-    {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if has_server(&dir) {
-            return Ok(dir);
-        }
-    }
-    bail!(
-        "no PostgreSQL server binaries found (looked at ${PG_BIN_ENV}, \
-         /usr/lib/postgresql/{{17,16,15,14}}/bin and `pg_config --bindir`): {INSTALL_HINT}"
-    )
-}
-
-/// Parses `postgres (PostgreSQL) 15.8 (Debian 15.8-0+deb12u1)`.
-fn server_major_version(bin_dir: &Path) -> Result<u32> {
-    let out = Command::new(bin_dir.join("postgres"))
-        .arg("--version")
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_once("(PostgreSQL)")
-        .and_then(|(_, rest)| {
-            rest.trim_start()
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-        })
-        .and_then(|major| major.parse().ok())
-        .with_context(|| format!("cannot read the server version from {:?}", text.trim()))
 }
 
 fn make_base_dir(owner: Option<&ServerUser>) -> Result<PathBuf> {

@@ -15,22 +15,20 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! Include it as `#[allow(dead_code, unused_imports)] mod support;`: each suite (or bench) uses
+//! a different part, and a helper nobody uses yet is not a defect.
 
-// Each suite uses a different subset of the helpers; an unused one is not a defect.
-#![allow(dead_code)]
-
+mod binaries;
 pub mod cluster;
 pub mod database;
+mod supervisor;
 mod tls;
 mod util;
 
-// The API of the harness, whichever parts the suites use at the moment.
-#[allow(unused_imports)]
 pub use cluster::{
     ClusterOptions, Endpoint, MD5_GROUP, PasswordEncryption, PgCluster, SUPERUSER,
     SUPERUSER_PASSWORD, StopMode, WalLevel, shared, shared_cluster,
 };
-#[allow(unused_imports)]
 pub use database::TestDb;
-#[allow(unused_imports)]
 pub use util::{process_running, quote_ident, quote_literal, unique_name};
