@@ -200,6 +200,7 @@ pub async fn run<S: Sink + 'static>(
         durable: durable.subscribe(),
         confirm: !matches!(opts.slot, SlotMode::ReadOnly { .. }),
         received: Lsn::ZERO,
+        handed_over: Lsn::ZERO,
         status: status_interval(opts.status_interval),
         drain_target,
         cancel,
@@ -295,6 +296,8 @@ struct CaptureLoop {
     confirm: bool,
     /// The newest WAL position seen in a frame.
     received: Lsn,
+    /// The position of the newest thing handed to the sink (transaction end or message).
+    handed_over: Lsn,
     status: Interval,
     drain_target: Option<Lsn>,
     cancel: CancellationToken,
@@ -367,7 +370,10 @@ impl CaptureLoop {
         }
         match self.assembler.handle(msg)? {
             None => {}
-            Some(Output::Message(message)) => self.send(SinkCmd::Message(message)).await?,
+            Some(Output::Message(message)) => {
+                self.handed_over = self.handed_over.max(message.lsn);
+                self.send(SinkCmd::Message(message)).await?;
+            }
             Some(Output::Committed(txn)) => {
                 let CommittedTxn {
                     meta,
@@ -381,6 +387,7 @@ impl CaptureLoop {
                 self.send(SinkCmd::Commit(Arc::clone(&meta), messages))
                     .await?;
                 self.received = self.received.max(meta.end_lsn);
+                self.handed_over = self.handed_over.max(meta.end_lsn);
             }
         }
         Ok(())
@@ -405,18 +412,26 @@ impl CaptureLoop {
     }
 
     async fn send_status(&mut self) -> Result<(), PipelineError> {
-        let flush = if self.confirm {
-            *self.durable.borrow()
-        } else {
-            Lsn::ZERO
-        };
-        let write = if self.confirm {
-            self.received
-        } else {
-            Lsn::ZERO
+        let (write, flush) = match self.confirm {
+            true => (self.received, self.confirmable(*self.durable.borrow())),
+            false => (Lsn::ZERO, Lsn::ZERO),
         };
         self.stream.send_status(write, flush, flush, false).await?;
         Ok(())
+    }
+
+    /// The position that may be confirmed to the server given the sink's durable LSN.
+    ///
+    /// Normally that is the durable LSN itself. When nothing is in flight (no transaction
+    /// open, everything handed to the sink durable) it is the newest position the server
+    /// reported: the WAL in between holds nothing we capture, and confirming it lets the server
+    /// recycle WAL while the captured tables are idle and others are busy.
+    fn confirmable(&self, durable: Lsn) -> Lsn {
+        if !self.assembler.has_open_txn() && durable >= self.handed_over {
+            self.received.max(durable)
+        } else {
+            durable
+        }
     }
 
     /// Flush the sink, confirm what it holds, end the copy, and collect the sink's result.
@@ -442,6 +457,10 @@ impl CaptureLoop {
             }
             Err(_) => None,
         };
+        let confirmable = match &flushed {
+            Some(Ok(durable)) => self.confirmable(*durable),
+            _ => Lsn::ZERO,
+        };
         let CaptureLoop {
             mut stream,
             tx,
@@ -461,9 +480,9 @@ impl CaptureLoop {
             None => Lsn::ZERO,
         };
         outcome?;
-        if confirm && !durable.is_zero() {
+        if confirm && !confirmable.is_zero() {
             stream
-                .send_status(received.max(durable), durable, durable, false)
+                .send_status(received.max(confirmable), confirmable, confirmable, false)
                 .await?;
         }
         stream.finish().await?;

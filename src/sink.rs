@@ -4,9 +4,11 @@
 //! * **Ordering**: transactions arrive in commit order. Each arrives as zero or more
 //!   [`Sink::write`] calls (its changes in `seq` order, possibly in several chunks so memory
 //!   stays bounded for huge transactions) followed by exactly one [`Sink::commit`].
-//! * **Durability**: [`Sink::durable_lsn`] is the `end_lsn` of the newest transaction that is
-//!   durably stored together with everything before it. It never moves backward. The engine
-//!   confirms exactly this position to Postgres and nothing beyond it.
+//! * **Durability**: [`Sink::durable_lsn`] is the WAL position up to which everything handed
+//!   over is durably stored: the `end_lsn` of transactions, the `lsn` of non-transactional
+//!   messages. It never moves backward. The engine confirms this position to Postgres and
+//!   nothing beyond it, except when nothing is in flight at all: then positions the server
+//!   reports past it hold nothing captured and are confirmed too (idle slots keep advancing).
 //! * **Idempotency on replay**: after a restart Postgres resends every transaction after the
 //!   confirmed position, which may include transactions the sink already holds (it stored them
 //!   but the confirmation was lost). The sink skips a transaction whose `end_lsn` is at or below
@@ -88,25 +90,31 @@ pub struct MemoryStore {
     pub messages: Vec<CapturedMessage>,
     /// How many of `txns` are durable.
     pub durable_count: usize,
+    /// How many of `messages` are durable.
+    pub durable_messages: usize,
     /// When true, `flush` and `commit` do not make anything durable (tests of restarts).
     pub hold_acks: bool,
 }
 
 impl MemoryStore {
     pub fn durable_lsn(&self) -> Lsn {
-        self.txns[..self.durable_count]
+        let txns = self.txns[..self.durable_count]
             .last()
-            .map_or(Lsn::ZERO, |t| t.meta.end_lsn)
+            .map(|t| t.meta.end_lsn);
+        let messages = self.messages[..self.durable_messages].last().map(|m| m.lsn);
+        txns.max(messages).unwrap_or(Lsn::ZERO)
     }
 
     /// Forget everything not durable, as a crash would.
     pub fn crash(&mut self) {
         self.txns.truncate(self.durable_count);
+        self.messages.truncate(self.durable_messages);
     }
 
     /// Make everything stored durable.
     pub fn make_durable(&mut self) {
         self.durable_count = self.txns.len();
+        self.durable_messages = self.messages.len();
     }
 }
 
@@ -179,7 +187,14 @@ impl Sink for MemorySink {
     }
 
     async fn message(&mut self, message: CapturedMessage) -> Result<(), SinkError> {
-        self.lock().messages.push(message);
+        let mut store = self.lock();
+        if store.messages.last().is_some_and(|m| m.lsn >= message.lsn) {
+            return Ok(()); // already held: a replay
+        }
+        store.messages.push(message);
+        if !store.hold_acks {
+            store.make_durable();
+        }
         Ok(())
     }
 

@@ -18,6 +18,7 @@ mod actor;
 mod connect;
 mod errors;
 mod restart;
+mod slot;
 mod tail;
 mod transactions;
 mod types;
