@@ -15,6 +15,8 @@
 //!   which keeps answering the server's keepalives while it waits.
 //! * Shutdown starts at one `CancellationToken`; the capture loop stops reading, the sink is
 //!   flushed, the flushed position is confirmed, then the replication copy is ended.
+//! * A transaction reaches the sink whole or not at all (write chunks, then commit): nothing
+//!   read from the server can interrupt the hand-over, so a reconnect never leaves half of one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,6 +135,94 @@ pub async fn run<S: Sink + 'static>(
     sink: S,
     cancel: CancellationToken,
 ) -> Result<RunSummary, PipelineError> {
+    run_once(&opts, sink, &cancel, Lsn::ZERO).await.result
+}
+
+/// How [`run_resilient`] retries transient failures (connection lost, server restarting).
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Give up after this many failed attempts in a row (`None`: never).
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            max_attempts: None,
+        }
+    }
+}
+
+/// Run like [`run`], reconnecting with exponential backoff after transient failures.
+///
+/// The same sink is kept across attempts. The server resends from its confirmed position;
+/// what an earlier attempt already handed to the sink is skipped here, and what the sink
+/// holds durably is skipped by the sink (its contract), so nothing arrives twice. Permanent
+/// errors, and any error of a temporary slot (it dies with its connection), end the run.
+pub async fn run_resilient<S: Sink + 'static>(
+    opts: PipelineOptions,
+    sink: S,
+    cancel: CancellationToken,
+    retry: RetryPolicy,
+) -> Result<RunSummary, PipelineError> {
+    let resumable = !matches!(opts.slot, SlotMode::Temporary { .. });
+    let (mut sink, mut skip, mut failures, mut backoff) =
+        (sink, Lsn::ZERO, 0u32, retry.initial_backoff);
+    loop {
+        let attempt = run_once(&opts, sink, &cancel, skip).await;
+        if attempt.handed_over > skip {
+            // Progress was made: a later failure starts a fresh series of retries.
+            (failures, backoff) = (0, retry.initial_backoff);
+        }
+        skip = attempt.handed_over;
+        let err = match attempt.result {
+            Ok(summary) => return Ok(summary),
+            Err(err) => err,
+        };
+        let Some(returned) = attempt.sink.filter(|_| resumable && err.is_transient()) else {
+            return Err(err);
+        };
+        failures += 1;
+        if cancel.is_cancelled() || retry.max_attempts.is_some_and(|max| failures >= max) {
+            return Err(err);
+        }
+        tracing::warn!(
+            error = %err,
+            attempt = failures,
+            retry_in_ms = backoff.as_millis() as u64,
+            "transient failure: reconnecting"
+        );
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(err),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(retry.max_backoff);
+        sink = returned;
+    }
+}
+
+/// One attempt: what it did, the sink (unless it panicked), and how far it handed over.
+struct Attempt<S> {
+    result: Result<RunSummary, PipelineError>,
+    sink: Option<S>,
+    handed_over: Lsn,
+}
+
+/// The connections of one attempt, checked and streaming.
+struct Connected {
+    sql: tokio_postgres::Client,
+    stream: ReplicationStream,
+    identity: crate::source::SystemIdentity,
+    protocol_version: u32,
+    drain_target: Option<Lsn>,
+}
+
+/// Check the source, make sure publication and slot exist, and start replication.
+async fn connect(opts: &PipelineOptions) -> Result<Connected, PipelineError> {
     let sql = opts.source.connect_sql().await?;
     let server = setup::check_server(&sql).await?;
     setup::check_role_can_replicate(&sql).await?;
@@ -188,6 +278,39 @@ pub async fn run<S: Sink + 'static>(
         server_wal = %identity.xlogpos,
         "replication started"
     );
+    Ok(Connected {
+        sql,
+        stream,
+        identity,
+        protocol_version,
+        drain_target,
+    })
+}
+
+/// One attempt at running the pipeline. Committed transactions ending at or before
+/// `skip_through` were already handed to this sink by an earlier attempt and are skipped.
+async fn run_once<S: Sink + 'static>(
+    opts: &PipelineOptions,
+    sink: S,
+    cancel: &CancellationToken,
+    skip_through: Lsn,
+) -> Attempt<S> {
+    let Connected {
+        sql,
+        stream,
+        identity,
+        protocol_version,
+        drain_target,
+    } = match connect(opts).await {
+        Ok(connected) => connected,
+        Err(err) => {
+            return Attempt {
+                result: Err(err),
+                sink: Some(sink),
+                handed_over: skip_through,
+            };
+        }
+    };
 
     let durable = watch::Sender::new(sink.durable_lsn());
     let (tx, rx) = mpsc::channel(SINK_QUEUE_CHUNKS);
@@ -200,18 +323,25 @@ pub async fn run<S: Sink + 'static>(
         durable: durable.subscribe(),
         confirm: !matches!(opts.slot, SlotMode::ReadOnly { .. }),
         received: Lsn::ZERO,
-        handed_over: Lsn::ZERO,
+        handed_over: skip_through,
+        skip_through,
+        deferred: None,
         status: status_interval(opts.status_interval),
         drain_target,
-        cancel,
+        cancel: cancel.clone(),
     };
     let outcome = capture.run().await;
-    let summary = capture.shutdown(outcome, sink_task).await?;
-    Ok(RunSummary {
+    let (result, sink, handed_over) = capture.shutdown(outcome, sink_task).await;
+    let result = result.map(|summary| RunSummary {
         start_wal_position: identity.xlogpos,
         protocol_version,
         ..summary
-    })
+    });
+    Attempt {
+        result,
+        sink,
+        handed_over,
+    }
 }
 
 /// Write the drain marker and return its position: everything committed before it is what
@@ -255,20 +385,23 @@ fn quote_ident(name: &str) -> String {
 }
 
 /// The sink task: applies commands in order and publishes the durable LSN after each.
+/// Hands the sink back when the queue closes or a call fails, so a reconnect can reuse it.
 async fn sink_loop<S: Sink>(
     mut sink: S,
     mut rx: mpsc::Receiver<SinkCmd>,
     durable: watch::Sender<Lsn>,
-) -> Result<(), SinkError> {
+) -> (S, Result<(), SinkError>) {
     while let Some(cmd) = rx.recv().await {
-        match cmd {
-            SinkCmd::Write(meta, changes) => sink.write(&meta, changes).await?,
-            SinkCmd::Commit(meta, messages) => sink.commit(&meta, messages).await?,
-            SinkCmd::Message(message) => sink.message(message).await?,
-            SinkCmd::Flush(reply) => {
-                let lsn = sink.flush().await?;
+        let applied = match cmd {
+            SinkCmd::Write(meta, changes) => sink.write(&meta, changes).await,
+            SinkCmd::Commit(meta, messages) => sink.commit(&meta, messages).await,
+            SinkCmd::Message(message) => sink.message(message).await,
+            SinkCmd::Flush(reply) => sink.flush().await.map(|lsn| {
                 let _ = reply.send(lsn);
-            }
+            }),
+        };
+        if let Err(err) = applied {
+            return (sink, Err(err));
         }
         durable.send_if_modified(|d| {
             let new = sink.durable_lsn();
@@ -277,7 +410,7 @@ async fn sink_loop<S: Sink>(
             moved
         });
     }
-    Ok(())
+    (sink, Ok(()))
 }
 
 /// Why the capture loop stopped.
@@ -298,6 +431,10 @@ struct CaptureLoop {
     received: Lsn,
     /// The position of the newest thing handed to the sink (transaction end or message).
     handed_over: Lsn,
+    /// Things at or before this position were handed to the sink by an earlier attempt.
+    skip_through: Lsn,
+    /// An error met while a transaction was being handed over, reported after it.
+    deferred: Option<PipelineError>,
     status: Interval,
     drain_target: Option<Lsn>,
     cancel: CancellationToken,
@@ -370,6 +507,10 @@ impl CaptureLoop {
         }
         match self.assembler.handle(msg)? {
             None => {}
+            Some(Output::Message(message)) if message.lsn <= self.skip_through => {}
+            Some(Output::Committed(txn)) if txn.meta.end_lsn <= self.skip_through => {
+                self.received = self.received.max(txn.meta.end_lsn);
+            }
             Some(Output::Message(message)) => {
                 self.handed_over = self.handed_over.max(message.lsn);
                 self.send(SinkCmd::Message(message)).await?;
@@ -390,7 +531,7 @@ impl CaptureLoop {
                 self.handed_over = self.handed_over.max(meta.end_lsn);
             }
         }
-        Ok(())
+        self.deferred.take().map_or(Ok(()), Err)
     }
 
     /// Queue a command for the sink; while the queue is full, keep reporting status.
@@ -405,8 +546,12 @@ impl CaptureLoop {
                 }
                 _ = self.status.tick() => true,
             };
-            if status_due {
-                self.send_status().await?;
+            // A failed status update must not cut a transaction in half: the sink would hold
+            // part of it. Report the error once the transaction is handed over whole.
+            if status_due && self.deferred.is_none() {
+                if let Err(err) = self.send_status().await {
+                    self.deferred = Some(err);
+                }
             }
         }
     }
@@ -434,12 +579,13 @@ impl CaptureLoop {
         }
     }
 
-    /// Flush the sink, confirm what it holds, end the copy, and collect the sink's result.
-    async fn shutdown(
+    /// Flush the sink, confirm what it holds, end the copy; hands back the sink (unless its
+    /// task panicked) and how far this attempt handed things to it.
+    async fn shutdown<S>(
         mut self,
         outcome: Result<Stop, PipelineError>,
-        sink_task: tokio::task::JoinHandle<Result<(), SinkError>>,
-    ) -> Result<RunSummary, PipelineError> {
+        sink_task: tokio::task::JoinHandle<(S, Result<(), SinkError>)>,
+    ) -> (Result<RunSummary, PipelineError>, Option<S>, Lsn) {
         let flushed = match &outcome {
             Ok(stop) => {
                 if matches!(stop, Stop::Cancelled) {
@@ -461,8 +607,9 @@ impl CaptureLoop {
             Some(Ok(durable)) => self.confirmable(*durable),
             _ => Lsn::ZERO,
         };
+        let handed_over = self.handed_over;
         let CaptureLoop {
-            mut stream,
+            stream,
             tx,
             assembler,
             confirm,
@@ -470,28 +617,37 @@ impl CaptureLoop {
             ..
         } = self;
         drop(tx);
-        let sink_result = sink_task.await.map_err(|e| {
-            PipelineError::Sink(SinkError::permanent(format!("the sink task panicked: {e}")))
-        })?;
-        // The sink's own error explains a closed queue better than "sink gone".
-        sink_result.map_err(PipelineError::Sink)?;
-        let durable = match flushed {
-            Some(result) => result?,
-            None => Lsn::ZERO,
+        let (sink, sink_result) = match sink_task.await {
+            Ok((sink, result)) => (Some(sink), result),
+            Err(e) => {
+                let err = SinkError::permanent(format!("the sink task panicked: {e}"));
+                (None, Err(err))
+            }
         };
-        outcome?;
-        if confirm && !confirmable.is_zero() {
-            stream
-                .send_status(received.max(confirmable), confirmable, confirmable, false)
-                .await?;
-        }
-        stream.finish().await?;
-        tracing::info!(durable = %durable, "replication stopped");
-        Ok(RunSummary {
-            capture: assembler.stats().clone(),
-            durable_lsn: durable,
-            ..RunSummary::default()
-        })
+        let finish = async {
+            // The sink's own error explains a closed queue better than "sink gone".
+            sink_result.map_err(PipelineError::Sink)?;
+            let durable = match flushed {
+                Some(result) => result?,
+                None => Lsn::ZERO,
+            };
+            outcome?;
+            let mut stream = stream;
+            if confirm && !confirmable.is_zero() {
+                let write = received.max(confirmable);
+                stream
+                    .send_status(write, confirmable, confirmable, false)
+                    .await?;
+            }
+            stream.finish().await?;
+            tracing::info!(durable = %durable, "replication stopped");
+            Ok(RunSummary {
+                capture: assembler.stats().clone(),
+                durable_lsn: durable,
+                ..RunSummary::default()
+            })
+        };
+        (finish.await, sink, handed_over)
     }
 }
 

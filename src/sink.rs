@@ -4,6 +4,10 @@
 //! * **Ordering**: transactions arrive in commit order. Each arrives as zero or more
 //!   [`Sink::write`] calls (its changes in `seq` order, possibly in several chunks so memory
 //!   stays bounded for huge transactions) followed by exactly one [`Sink::commit`].
+//! * **Restarted transactions**: after a failure and reconnect, a transaction whose commit never
+//!   reached the sink is sent again from the start. A chunk whose first change has `seq` 0
+//!   therefore begins the transaction afresh: whatever the sink received of an uncommitted
+//!   transaction before is discarded.
 //! * **Durability**: [`Sink::durable_lsn`] is the WAL position up to which everything handed
 //!   over is durably stored: the `end_lsn` of transactions, the `lsn` of non-transactional
 //!   messages. It never moves backward. The engine confirms this position to Postgres and
@@ -152,6 +156,9 @@ impl Sink for MemorySink {
     async fn write(&mut self, txn: &TxnMeta, changes: Vec<Change>) -> Result<(), SinkError> {
         if self.holds(txn) {
             return Ok(());
+        }
+        if changes.first().is_some_and(|c| c.seq == 0) {
+            self.open = None; // a restarted transaction begins afresh
         }
         let open = self.open.get_or_insert_with(|| StoredTxn {
             meta: txn.clone(),

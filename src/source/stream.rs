@@ -186,7 +186,9 @@ impl ReplicationStream {
             let raw = self.wire.read_raw().await.map_err(|e| e.into_source(CTX))?;
             match raw.tag {
                 b'd' => return Ok(Some(parse_frame(raw.body)?)),
-                b'c' => {
+                // CopyDone, or CommandComplete when the server ends the copy on its side (e.g.
+                // a fast shutdown): the stream is over, the caller reconnects.
+                b'c' | b'C' => {
                     self.server_done = true;
                     return Ok(None);
                 }

@@ -17,6 +17,7 @@ use crate::support::TestDb;
 mod actor;
 mod connect;
 mod errors;
+mod reconnect;
 mod restart;
 mod slot;
 mod tail;
