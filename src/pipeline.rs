@@ -548,10 +548,11 @@ impl CaptureLoop {
             };
             // A failed status update must not cut a transaction in half: the sink would hold
             // part of it. Report the error once the transaction is handed over whole.
-            if status_due && self.deferred.is_none() {
-                if let Err(err) = self.send_status().await {
-                    self.deferred = Some(err);
-                }
+            if status_due
+                && self.deferred.is_none()
+                && let Err(err) = self.send_status().await
+            {
+                self.deferred = Some(err);
             }
         }
     }
