@@ -159,10 +159,12 @@ impl Default for RetryPolicy {
 
 /// Run like [`run`], reconnecting with exponential backoff after transient failures.
 ///
-/// The same sink is kept across attempts. The server resends from its confirmed position;
-/// what an earlier attempt already handed to the sink is skipped here, and what the sink
-/// holds durably is skipped by the sink (its contract), so nothing arrives twice. Permanent
-/// errors, and any error of a temporary slot (it dies with its connection), end the run.
+/// Source failures (connection lost, server restarting) are retried with the same sink. The
+/// server resends from its confirmed position; what an earlier attempt already handed to the
+/// sink is skipped here, and what the sink holds durably is skipped by the sink (its
+/// contract), so nothing arrives twice. Sink failures (the sink retries transient storage
+/// errors itself), permanent errors, and any error of a temporary slot (it dies with its
+/// connection) end the run.
 pub async fn run_resilient<S: Sink + 'static>(
     opts: PipelineOptions,
     sink: S,
@@ -183,7 +185,11 @@ pub async fn run_resilient<S: Sink + 'static>(
             Ok(summary) => return Ok(summary),
             Err(err) => err,
         };
-        let Some(returned) = attempt.sink.filter(|_| resumable && err.is_transient()) else {
+        // Only source failures are retried here: they never leave part of a transaction in
+        // the sink. After a sink failure the sink's unflushed state is unknown; the run ends and
+        // the next start recovers from what the sink holds durably.
+        let retry_here = resumable && err.is_transient() && !matches!(err, PipelineError::Sink(_));
+        let Some(returned) = attempt.sink.filter(|_| retry_here) else {
             return Err(err);
         };
         failures += 1;
