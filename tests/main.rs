@@ -13,4 +13,5 @@
 mod support;
 
 mod capture;
+mod doctor;
 mod harness;

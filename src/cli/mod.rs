@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Overrides};
 
+pub mod doctor;
 pub mod tail;
 
 /// Change-data-capture from PostgreSQL into an auditable Delta Lake.
@@ -28,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Print each committed change as one JSON object per line (for debugging pipelines).
     Tail(tail::TailArgs),
+    /// Check the source the way the engine will use it, and say what to fix.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Flags every command that connects to the source accepts; they override config and env.
@@ -54,6 +57,7 @@ impl SourceArgs {
 /// A command with its configuration loaded, ready to run on the runtime.
 pub enum Prepared {
     Tail(tail::Tail),
+    Doctor(doctor::Doctor),
 }
 
 impl Command {
@@ -63,6 +67,10 @@ impl Command {
             Command::Tail(args) => {
                 let cfg = Config::load(config, &args.source.overrides(args.slot.clone()))?;
                 Ok(Prepared::Tail(tail::Tail::new(args, cfg)?))
+            }
+            Command::Doctor(args) => {
+                let cfg = Config::load(config, &args.source.overrides(args.slot.clone()))?;
+                Ok(Prepared::Doctor(doctor::Doctor::new(args, cfg)))
             }
         }
     }
@@ -74,6 +82,7 @@ impl Prepared {
         spawn_signal_handler(cancel.clone());
         match self {
             Prepared::Tail(tail) => tail.run(cancel).await,
+            Prepared::Doctor(doctor) => doctor.run().await,
         }
     }
 }

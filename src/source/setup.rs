@@ -53,6 +53,12 @@ fn sql(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> SourceErr
 
 /// Checks the version, `wal_level = logical` and that a WAL sender is free.
 pub async fn check_server(client: &Client) -> Result<ServerInfo, SourceError> {
+    let info = server_info(client).await?;
+    check_server_info(info)
+}
+
+/// The server's version and replication settings, unchecked.
+pub async fn server_info(client: &Client) -> Result<ServerInfo, SourceError> {
     let row = client
         .query_one(
             "SELECT current_setting('server_version_num')::int4, \
@@ -76,6 +82,11 @@ pub async fn check_server(client: &Client) -> Result<ServerInfo, SourceError> {
         max_wal_senders: count(5),
         wal_senders_used: count(6),
     };
+    Ok(info)
+}
+
+/// [`check_server`]'s verdict on settings already read.
+pub fn check_server_info(info: ServerInfo) -> Result<ServerInfo, SourceError> {
     if info.version_num < MIN_VERSION {
         return Err(SourceError::ServerTooOld {
             version: info.version,

@@ -1,0 +1,367 @@
+//! `walaudit doctor`: check the source (and, later, the lake) the way `run` will use them, and
+//! say what to fix.
+//!
+//! Every check reports `ok`, `warn` or `fail` with a detail and, when not ok, the fix. The exit
+//! code is non-zero when any check fails. Checks that need a connection are skipped (reported
+//! as `fail` with the reason) when the connection itself fails.
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::config::Config;
+use crate::source::{ConnParams, SourceError, setup};
+
+/// Retained WAL above which the slot check warns.
+const RETAINED_WAL_WARN: i64 = 1 << 30;
+/// Clock skew between this host and the server above which the clock check warns / fails.
+const SKEW_WARN: Duration = Duration::from_secs(2);
+const SKEW_FAIL: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub source: super::SourceArgs,
+    /// Replication slot to check (default: source.slot).
+    #[arg(long)]
+    pub slot: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// The verdict of one check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckResult {
+    pub check: &'static str,
+    pub status: Status,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl CheckResult {
+    fn ok(check: &'static str, detail: impl Into<String>) -> Self {
+        CheckResult {
+            check,
+            status: Status::Ok,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+    fn warn(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        CheckResult {
+            check,
+            status: Status::Warn,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+    fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        CheckResult {
+            check,
+            status: Status::Fail,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+    /// A failure whose message already says what to do (walaudit's own errors do).
+    fn failed(check: &'static str, err: &SourceError) -> Self {
+        CheckResult {
+            check,
+            status: Status::Fail,
+            detail: err.to_string(),
+            fix: None,
+        }
+    }
+}
+
+/// A prepared `doctor`.
+pub struct Doctor {
+    args: DoctorArgs,
+    config: Config,
+}
+
+impl Doctor {
+    pub fn new(args: DoctorArgs, config: Config) -> Self {
+        Doctor { args, config }
+    }
+
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let results = self.checks().await;
+        match self.args.format {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&results)?),
+            Format::Text => print_text(&results),
+        }
+        let failed = results.iter().any(|r| r.status == Status::Fail);
+        Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
+    }
+
+    /// Run every check, in the order an operator would fix them.
+    pub async fn checks(&self) -> Vec<CheckResult> {
+        let src = &self.config.source;
+        let url = match self.config.source_url() {
+            Ok(url) => url,
+            Err(err) => return vec![CheckResult::fail("connection", err.to_string(), "")],
+        };
+        let params = match ConnParams::parse(url) {
+            Ok(params) => params,
+            Err(err) => return vec![CheckResult::failed("connection", &err)],
+        };
+        let client = match params.connect_sql().await {
+            Ok(client) => client,
+            Err(err) => return vec![CheckResult::failed("connection", &err)],
+        };
+        let mut out = vec![CheckResult::ok(
+            "connection",
+            format!("connected to {params}"),
+        )];
+        out.extend(server_checks(&client).await);
+        out.push(role_check(&client).await);
+        out.extend(publication_checks(&client, &src.publication, src.create_publication).await);
+        let slot = self.args.slot.as_deref().unwrap_or(&src.slot);
+        out.push(slot_check(&client, slot, &params.dbname, src.create_slot).await);
+        out.push(clock_check(&client).await);
+        out
+    }
+}
+
+fn print_text(results: &[CheckResult]) {
+    for r in results {
+        let status = match r.status {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+        };
+        println!("{status:<5} {:<14} {}", r.check, r.detail);
+        if let Some(fix) = r.fix.as_deref().filter(|f| !f.is_empty()) {
+            println!("{:<20} fix: {fix}", "");
+        }
+    }
+}
+
+async fn server_checks(client: &Client) -> Vec<CheckResult> {
+    let info = match setup::server_info(client).await {
+        Ok(info) => info,
+        Err(err) => return vec![CheckResult::failed("server", &err)],
+    };
+    let mut out = Vec::new();
+    out.push(match info.version_num {
+        v if v >= 140_000 => CheckResult::ok("version", format!("PostgreSQL {}", info.version)),
+        v if v >= 100_000 => CheckResult::warn(
+            "version",
+            format!(
+                "PostgreSQL {}: no actor attribution, no streaming",
+                info.version
+            ),
+            "upgrade to PostgreSQL 14 or later for logical messages and streamed transactions",
+        ),
+        _ => CheckResult::fail(
+            "version",
+            format!("PostgreSQL {} has no pgoutput", info.version),
+            "upgrade to PostgreSQL 14 or later",
+        ),
+    });
+    out.push(if info.wal_level == "logical" {
+        CheckResult::ok("wal_level", "logical")
+    } else {
+        CheckResult::fail(
+            "wal_level",
+            format!("wal_level is {}", info.wal_level),
+            "ALTER SYSTEM SET wal_level = logical; then restart the server",
+        )
+    });
+    let free = |check, what: &str, setting: &str, used: u32, max: u32| {
+        let detail = format!("{used} of {max} {what} in use");
+        match max.saturating_sub(used) {
+            0 => CheckResult::fail(check, detail, format!("raise {setting} and restart")),
+            1 => CheckResult::warn(check, detail, format!("raise {setting} for headroom")),
+            _ => CheckResult::ok(check, detail),
+        }
+    };
+    let slots = ("replication slots", "max_replication_slots");
+    out.push(free(
+        "slots",
+        slots.0,
+        slots.1,
+        info.replication_slots_used,
+        info.max_replication_slots,
+    ));
+    let senders = ("WAL senders", "max_wal_senders");
+    out.push(free(
+        "wal_senders",
+        senders.0,
+        senders.1,
+        info.wal_senders_used,
+        info.max_wal_senders,
+    ));
+    out
+}
+
+async fn role_check(client: &Client) -> CheckResult {
+    match setup::check_role_can_replicate(client).await {
+        Ok(()) => CheckResult::ok("role", "the role may replicate"),
+        Err(err) => CheckResult::failed("role", &err),
+    }
+}
+
+async fn publication_checks(client: &Client, name: &str, create: bool) -> Vec<CheckResult> {
+    let exists = client
+        .query_one(
+            "SELECT count(*) FROM pg_publication WHERE pubname = $1",
+            &[&name],
+        )
+        .await
+        .map(|row| row.get::<_, i64>(0) > 0);
+    match exists {
+        Err(err) => {
+            let err = SourceError::Sql {
+                context: "reading pg_publication",
+                source: err,
+            };
+            return vec![CheckResult::failed("publication", &err)];
+        }
+        Ok(false) if create => {
+            let detail = format!("publication {name} does not exist; run creates it (all tables)");
+            let fix = "set source.publication_tables to limit it, or create it yourself";
+            return vec![CheckResult::warn("publication", detail, fix)];
+        }
+        Ok(false) => {
+            let sql = setup::create_publication_sql(name, None);
+            let detail = format!("publication {name} does not exist");
+            return vec![CheckResult::fail("publication", detail, format!("{sql};"))];
+        }
+        Ok(true) => {}
+    }
+    let tables = match setup::publication_tables(client, name).await {
+        Ok(tables) => tables,
+        Err(err) => return vec![CheckResult::failed("publication", &err)],
+    };
+    let mut out = vec![if tables.is_empty() {
+        let fix = format!("ALTER PUBLICATION {name} ADD TABLE …;");
+        CheckResult::warn(
+            "publication",
+            format!("publication {name} has no tables"),
+            fix,
+        )
+    } else {
+        CheckResult::ok(
+            "publication",
+            format!("publication {name}: {} table(s)", tables.len()),
+        )
+    }];
+    let fixes = setup::replica_identity_fixes(&tables);
+    out.push(if fixes.is_empty() {
+        CheckResult::ok(
+            "identity",
+            "every published table has a usable replica identity",
+        )
+    } else {
+        let detail = format!("{} table(s) have no usable replica identity", fixes.len());
+        CheckResult::fail("identity", detail, fixes.join(" "))
+    });
+    out
+}
+
+async fn slot_check(client: &Client, slot: &str, database: &str, create: bool) -> CheckResult {
+    let state = match setup::slot_state(client, slot).await {
+        Ok(state) => state,
+        Err(err) => return CheckResult::failed("slot", &err),
+    };
+    let Some(state) = state else {
+        let detail = format!("slot {slot} does not exist");
+        return if create {
+            CheckResult::warn("slot", detail, "run creates it (source.create_slot = true)")
+        } else {
+            let fix = format!("SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput');");
+            CheckResult::fail("slot", detail, fix)
+        };
+    };
+    if let Err(err) = setup::check_slot(&state, database) {
+        return CheckResult::failed("slot", &err);
+    }
+    let retained = client
+        .query_one(
+            "SELECT (pg_current_wal_lsn() - restart_lsn)::bigint FROM pg_replication_slots \
+             WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .ok()
+        .and_then(|row| row.get::<_, Option<i64>>(0))
+        .unwrap_or(0);
+    let wal_status = state.wal_status.as_deref().unwrap_or("unknown");
+    let detail = format!(
+        "slot {slot}: {}, wal_status {wal_status}, retains {} MiB of WAL",
+        if state.active { "active" } else { "inactive" },
+        retained >> 20
+    );
+    if wal_status == "unreserved" {
+        let fix = "the slot is about to lose WAL it needs: start walaudit or raise \
+                   max_slot_wal_keep_size";
+        CheckResult::warn("slot", detail, fix)
+    } else if retained > RETAINED_WAL_WARN {
+        let fix = "start walaudit so the slot advances, or drop the slot if it is abandoned";
+        CheckResult::warn("slot", detail, fix)
+    } else {
+        CheckResult::ok("slot", detail)
+    }
+}
+
+async fn clock_check(client: &Client) -> CheckResult {
+    let before = unix_micros();
+    let server = client
+        .query_one(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1e6)::bigint",
+            &[],
+        )
+        .await;
+    let after = unix_micros();
+    let server: i64 = match server {
+        Ok(row) => row.get(0),
+        Err(err) => {
+            let err = SourceError::Sql {
+                context: "reading the server clock",
+                source: err,
+            };
+            return CheckResult::failed("clock", &err);
+        }
+    };
+    let skew = Duration::from_micros(server.abs_diff((before + after) / 2));
+    let detail = format!("clock skew with the server: {} ms", skew.as_millis());
+    let fix = "synchronise the clocks (NTP): lag in seconds is measured against commit times";
+    if skew > SKEW_FAIL {
+        CheckResult::fail("clock", detail, fix)
+    } else if skew > SKEW_WARN {
+        CheckResult::warn("clock", detail, fix)
+    } else {
+        CheckResult::ok("clock", detail)
+    }
+}
+
+fn unix_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
