@@ -23,6 +23,7 @@ pub mod config;
 pub mod decode;
 pub mod lake;
 pub mod lsn;
+pub mod metrics;
 pub mod pipeline;
 pub mod sink;
 pub mod source;

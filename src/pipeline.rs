@@ -18,20 +18,25 @@
 //! * A transaction reaches the sink whole or not at all (write chunks, then commit): nothing
 //!   read from the server can interrupt the hand-over, so a reconnect never leaves half of one.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
+
+use prometheus::IntCounter;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::Lsn;
+use crate::capture::Op;
 use crate::capture::assembler::DRAIN_MARKER_PREFIX;
 use crate::capture::{
     Assembler, AssemblerConfig, CaptureError, CaptureStats, CapturedMessage, Change, CommittedTxn,
     Output, TxnMeta,
 };
-use crate::decode::{self, DecodeError, Message};
+use crate::decode::{self, DecodeError, Message, PG_EPOCH_OFFSET_MICROS};
+use crate::metrics::SharedMetrics;
 use crate::sink::{Sink, SinkError};
 use crate::source::{
     ConnParams, Frame, ReplicationClient, ReplicationStream, SnapshotAction, SourceError, setup,
@@ -39,6 +44,9 @@ use crate::source::{
 
 /// Chunks of changes queued between capture and the sink.
 pub const SINK_QUEUE_CHUNKS: usize = 8;
+
+/// Transactions remembered for the end-to-end lag metric (oldest first).
+const MAX_LAG_SAMPLES: usize = 100_000;
 
 /// How long shutdown waits for the sink to flush before giving up (nothing is confirmed then).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
@@ -76,6 +84,8 @@ pub struct PipelineOptions {
     pub assembler: AssemblerConfig,
     /// Stop once everything up to the server's WAL position at start is captured (`--drain`).
     pub drain: bool,
+    /// Where the pipeline counts what it does.
+    pub metrics: SharedMetrics,
 }
 
 /// What a run did.
@@ -111,6 +121,16 @@ pub enum PipelineError {
 }
 
 impl PipelineError {
+    /// The stage that failed, for the errors metric.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            PipelineError::Source(_) | PipelineError::StreamEnded => "source",
+            PipelineError::Decode { .. } => "decode",
+            PipelineError::Capture(_) => "capture",
+            PipelineError::Sink(_) | PipelineError::ShutdownTimeout(_) => "sink",
+        }
+    }
+
     /// Worth a reconnect and retry (the connection dropped), as opposed to a stop.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -135,7 +155,11 @@ pub async fn run<S: Sink + 'static>(
     sink: S,
     cancel: CancellationToken,
 ) -> Result<RunSummary, PipelineError> {
-    run_once(&opts, sink, &cancel, Lsn::ZERO).await.result
+    let result = run_once(&opts, sink, &cancel, Lsn::ZERO).await.result;
+    if let Err(err) = &result {
+        opts.metrics.error(err.stage(), err.is_transient());
+    }
+    result
 }
 
 /// How [`run_resilient`] retries transient failures (connection lost, server restarting).
@@ -185,6 +209,7 @@ pub async fn run_resilient<S: Sink + 'static>(
             Ok(summary) => return Ok(summary),
             Err(err) => err,
         };
+        opts.metrics.error(err.stage(), err.is_transient());
         // Only source failures are retried here: they never leave part of a transaction in
         // the sink. After a sink failure the sink's unflushed state is unknown; the run ends and
         // the next start recovers from what the sink holds durably.
@@ -207,6 +232,7 @@ pub async fn run_resilient<S: Sink + 'static>(
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(retry.max_backoff);
+        opts.metrics.reconnects.inc();
         sink = returned;
     }
 }
@@ -332,6 +358,10 @@ async fn run_once<S: Sink + 'static>(
         handed_over: skip_through,
         skip_through,
         deferred: None,
+        metrics: Arc::clone(&opts.metrics),
+        change_counters: HashMap::new(),
+        in_flight: VecDeque::new(),
+        reported: CaptureStats::default(),
         status: status_interval(opts.status_interval),
         drain_target,
         cancel: cancel.clone(),
@@ -441,6 +471,13 @@ struct CaptureLoop {
     skip_through: Lsn,
     /// An error met while a transaction was being handed over, reported after it.
     deferred: Option<PipelineError>,
+    metrics: SharedMetrics,
+    /// `changes_total` counters by (table oid, op), so the hot path does no label lookup.
+    change_counters: HashMap<(u32, Op), IntCounter>,
+    /// End and commit time of handed-over transactions not yet durable (for the lag metric).
+    in_flight: VecDeque<(Lsn, i64)>,
+    /// Capture stats already reported, to turn totals into counter increments.
+    reported: CaptureStats,
     status: Interval,
     drain_target: Option<Lsn>,
     cancel: CancellationToken,
@@ -462,7 +499,10 @@ impl CaptureLoop {
                 frame = self.stream.next_frame() => Some(frame?),
             };
             match event {
-                None => self.send_status().await?,
+                None => {
+                    self.refresh_server_position().await;
+                    self.send_status().await?;
+                }
                 Some(None) => return Err(PipelineError::StreamEnded),
                 Some(Some(Frame::Keepalive {
                     wal_end,
@@ -481,6 +521,7 @@ impl CaptureLoop {
                     ..
                 })) => {
                     self.received = self.received.max(wal_end);
+                    self.metrics.received_bytes.inc_by(data.len() as u64);
                     let msg = decode::pgoutput::parse(data, self.assembler.in_stream()).map_err(
                         |source| PipelineError::Decode {
                             lsn: wal_start,
@@ -529,14 +570,21 @@ impl CaptureLoop {
                 } = *txn;
                 let meta = Arc::new(meta);
                 while let Some(chunk) = changes.next_chunk()? {
+                    self.count_changes(&chunk);
                     self.send(SinkCmd::Write(Arc::clone(&meta), chunk)).await?;
                 }
                 self.send(SinkCmd::Commit(Arc::clone(&meta), messages))
                     .await?;
                 self.received = self.received.max(meta.end_lsn);
                 self.handed_over = self.handed_over.max(meta.end_lsn);
+                self.metrics.transactions.inc();
+                if self.in_flight.len() < MAX_LAG_SAMPLES {
+                    self.in_flight
+                        .push_back((meta.end_lsn, meta.commit_ts_micros));
+                }
             }
         }
+        self.report_capture_stats();
         self.deferred.take().map_or(Ok(()), Err)
     }
 
@@ -564,12 +612,96 @@ impl CaptureLoop {
     }
 
     async fn send_status(&mut self) -> Result<(), PipelineError> {
+        let durable = *self.durable.borrow();
         let (write, flush) = match self.confirm {
-            true => (self.received, self.confirmable(*self.durable.borrow())),
+            true => (self.received, self.confirmable(durable)),
             false => (Lsn::ZERO, Lsn::ZERO),
         };
         self.stream.send_status(write, flush, flush, false).await?;
+        self.report_progress(durable, flush);
         Ok(())
+    }
+
+    /// Lag and position gauges after a status update.
+    fn report_progress(&mut self, durable: Lsn, confirmed: Lsn) {
+        let m = &self.metrics;
+        let confirmed = if self.confirm { confirmed } else { durable };
+        let position = |kind: &str, lsn: Lsn| {
+            m.wal_position.with_label_values(&[kind]).set(lsn.0 as i64);
+        };
+        position("received", self.received);
+        position("confirmed", confirmed);
+        let lag = self.received.0.saturating_sub(confirmed.0);
+        m.lag_bytes.with_label_values(&["received"]).set(lag as i64);
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|(end, _)| *end <= durable)
+        {
+            self.in_flight.pop_front();
+        }
+        let lag_seconds = self.in_flight.front().map_or(0.0, |(_, commit_ts)| {
+            (crate::source::stream::pg_now_micros() + PG_EPOCH_OFFSET_MICROS - commit_ts).max(0)
+                as f64
+                / 1e6
+        });
+        m.lag_seconds.set(lag_seconds);
+        m.sink_queue_depth
+            .set((SINK_QUEUE_CHUNKS - self.tx.capacity()) as i64);
+    }
+
+    /// Ask the server for its WAL position (for the server lag gauge); best effort.
+    async fn refresh_server_position(&mut self) {
+        let row = self
+            .sql
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await;
+        let Some(server) = row
+            .ok()
+            .and_then(|r| r.get::<_, String>(0).parse::<Lsn>().ok())
+        else {
+            return;
+        };
+        let confirmed = self
+            .metrics
+            .wal_position
+            .with_label_values(&["confirmed"])
+            .get();
+        self.metrics
+            .wal_position
+            .with_label_values(&["server"])
+            .set(server.0 as i64);
+        let lag = (server.0 as i64).saturating_sub(confirmed).max(0);
+        self.metrics
+            .lag_bytes
+            .with_label_values(&["server"])
+            .set(lag);
+    }
+
+    /// Count a chunk's changes by table and op.
+    fn count_changes(&mut self, chunk: &[Change]) {
+        for change in chunk {
+            let key = (change.table.oid, change.op);
+            let counter = self.change_counters.entry(key).or_insert_with(|| {
+                let table = change.table.qualified_name();
+                self.metrics
+                    .changes
+                    .with_label_values(&[&table, change.op.code()])
+            });
+            counter.inc();
+        }
+    }
+
+    /// Turn the assembler's running totals into counter increments and gauges.
+    fn report_capture_stats(&mut self) {
+        let stats = self.assembler.stats();
+        let m = &self.metrics;
+        m.spill_bytes
+            .inc_by(stats.spilled_bytes - self.reported.spilled_bytes);
+        m.malformed_contexts
+            .inc_by(stats.malformed_contexts - self.reported.malformed_contexts);
+        m.capture_memory.set(self.assembler.memory() as i64);
+        self.reported = stats.clone();
     }
 
     /// The position that may be confirmed to the server given the sink's durable LSN.

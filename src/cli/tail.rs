@@ -57,6 +57,7 @@ impl Tail {
             status_interval: config.source.status_interval,
             assembler: AssemblerConfig::new(&config.capture, &config.source.context_prefix),
             drain: args.drain,
+            metrics: Default::default(),
         };
         Ok(Tail { options })
     }

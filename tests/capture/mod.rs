@@ -17,6 +17,7 @@ use crate::support::TestDb;
 mod actor;
 mod connect;
 mod errors;
+mod metrics;
 mod reconnect;
 mod restart;
 mod slot;
@@ -44,6 +45,7 @@ pub fn options(db: &TestDb, slot: &str, max_memory: usize) -> PipelineOptions {
             context_prefix: "walaudit".into(),
         },
         drain: true,
+        metrics: Default::default(),
     }
 }
 

@@ -1,0 +1,249 @@
+//! Metric names, defined once (STYLE.md §12), and the registry they live in.
+//!
+//! Names follow Prometheus conventions: `walaudit_<what>_<unit>`, counters end in `_total`,
+//! base units (bytes, seconds). Labels have low cardinality: a table name yes, a key never.
+//! Dashboards and alert rules use only the names below.
+//!
+//! Each pipeline gets a [`Metrics`] (tests run several in one process); the binary uses one.
+
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Bytes of pgoutput payload received from the server.
+pub const RECEIVED_BYTES_TOTAL: &str = "walaudit_received_bytes_total";
+/// Committed transactions handed to the sink.
+pub const TRANSACTIONS_TOTAL: &str = "walaudit_transactions_total";
+/// Row changes handed to the sink, by `table` (`schema.table`) and `op` (c, u, d, t, r).
+pub const CHANGES_TOTAL: &str = "walaudit_changes_total";
+/// Replication lag in bytes, by `kind`: `received` (received minus confirmed) and `server`
+/// (the server's WAL position minus confirmed).
+pub const LAG_BYTES: &str = "walaudit_replication_lag_bytes";
+/// Seconds since the commit of the oldest transaction not yet durable in the sink (0 when
+/// caught up).
+pub const LAG_SECONDS: &str = "walaudit_end_to_end_lag_seconds";
+/// WAL positions (as 64-bit integers), by `kind`: `received`, `confirmed`, `server`.
+pub const WAL_POSITION: &str = "walaudit_wal_position";
+/// Memory held by changes of open transactions.
+pub const CAPTURE_MEMORY_BYTES: &str = "walaudit_capture_memory_bytes";
+/// Bytes written to spill files by large transactions.
+pub const SPILL_BYTES_TOTAL: &str = "walaudit_spill_bytes_total";
+/// Audit-context messages that were not a JSON object.
+pub const MALFORMED_CONTEXTS_TOTAL: &str = "walaudit_malformed_contexts_total";
+/// Chunks waiting in the queue in front of the sink (full = backpressure).
+pub const SINK_QUEUE_DEPTH: &str = "walaudit_sink_queue_depth";
+/// Reconnects after transient failures.
+pub const RECONNECTS_TOTAL: &str = "walaudit_reconnects_total";
+/// Errors by `stage` (source, decode, capture, sink) and `kind` (transient, permanent).
+pub const ERRORS_TOTAL: &str = "walaudit_errors_total";
+/// 1 while replication is streaming, 0 otherwise.
+pub const STREAMING: &str = "walaudit_streaming";
+/// Commits to the lake and their duration.
+pub const LAKE_COMMIT_SECONDS: &str = "walaudit_lake_commit_duration_seconds";
+/// Rows written to the lake, by `table`.
+pub const LAKE_ROWS_TOTAL: &str = "walaudit_lake_rows_written_total";
+
+/// Every metric of one engine, registered in its own registry.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub received_bytes: IntCounter,
+    pub transactions: IntCounter,
+    pub changes: IntCounterVec,
+    pub lag_bytes: IntGaugeVec,
+    pub lag_seconds: prometheus::Gauge,
+    pub wal_position: IntGaugeVec,
+    pub capture_memory: IntGauge,
+    pub spill_bytes: IntCounter,
+    pub malformed_contexts: IntCounter,
+    pub sink_queue_depth: IntGauge,
+    pub reconnects: IntCounter,
+    pub errors: IntCounterVec,
+    pub streaming: IntGauge,
+    pub lake_commit_seconds: Histogram,
+    pub lake_rows: IntCounterVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let help = |name: &str, help: &str| Opts::new(name, help);
+        let m = Metrics {
+            received_bytes: IntCounter::with_opts(help(
+                RECEIVED_BYTES_TOTAL,
+                "pgoutput bytes received",
+            ))
+            .expect("valid metric"),
+            transactions: IntCounter::with_opts(help(
+                TRANSACTIONS_TOTAL,
+                "transactions handed to the sink",
+            ))
+            .expect("valid metric"),
+            changes: IntCounterVec::new(
+                help(CHANGES_TOTAL, "row changes handed to the sink"),
+                &["table", "op"],
+            )
+            .expect("valid metric"),
+            lag_bytes: IntGaugeVec::new(help(LAG_BYTES, "replication lag in bytes"), &["kind"])
+                .expect("valid metric"),
+            lag_seconds: prometheus::Gauge::with_opts(help(
+                LAG_SECONDS,
+                "age of the oldest change not yet durable",
+            ))
+            .expect("valid metric"),
+            wal_position: IntGaugeVec::new(
+                help(WAL_POSITION, "WAL positions as integers"),
+                &["kind"],
+            )
+            .expect("valid metric"),
+            capture_memory: IntGauge::with_opts(help(
+                CAPTURE_MEMORY_BYTES,
+                "memory of open transactions",
+            ))
+            .expect("valid metric"),
+            spill_bytes: IntCounter::with_opts(help(SPILL_BYTES_TOTAL, "bytes spilled to disk"))
+                .expect("valid metric"),
+            malformed_contexts: IntCounter::with_opts(help(
+                MALFORMED_CONTEXTS_TOTAL,
+                "malformed audit contexts",
+            ))
+            .expect("valid metric"),
+            sink_queue_depth: IntGauge::with_opts(help(
+                SINK_QUEUE_DEPTH,
+                "chunks queued for the sink",
+            ))
+            .expect("valid metric"),
+            reconnects: IntCounter::with_opts(help(
+                RECONNECTS_TOTAL,
+                "reconnects after transient failures",
+            ))
+            .expect("valid metric"),
+            errors: IntCounterVec::new(
+                help(ERRORS_TOTAL, "errors by stage and kind"),
+                &["stage", "kind"],
+            )
+            .expect("valid metric"),
+            streaming: IntGauge::with_opts(help(STREAMING, "1 while replication streams"))
+                .expect("valid metric"),
+            lake_commit_seconds: Histogram::with_opts(
+                HistogramOpts::new(LAKE_COMMIT_SECONDS, "duration of lake commits").buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ]),
+            )
+            .expect("valid metric"),
+            lake_rows: IntCounterVec::new(
+                help(LAKE_ROWS_TOTAL, "rows written to the lake"),
+                &["table"],
+            )
+            .expect("valid metric"),
+            registry,
+        };
+        m.register_all();
+        m
+    }
+
+    fn register_all(&self) {
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(self.received_bytes.clone()),
+            Box::new(self.transactions.clone()),
+            Box::new(self.changes.clone()),
+            Box::new(self.lag_bytes.clone()),
+            Box::new(self.lag_seconds.clone()),
+            Box::new(self.wal_position.clone()),
+            Box::new(self.capture_memory.clone()),
+            Box::new(self.spill_bytes.clone()),
+            Box::new(self.malformed_contexts.clone()),
+            Box::new(self.sink_queue_depth.clone()),
+            Box::new(self.reconnects.clone()),
+            Box::new(self.errors.clone()),
+            Box::new(self.streaming.clone()),
+            Box::new(self.lake_commit_seconds.clone()),
+            Box::new(self.lake_rows.clone()),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ];
+        for c in collectors {
+            // Names are unique constants in a fresh registry: registration cannot collide.
+            self.registry.register(c).expect("metric names are unique");
+        }
+        for kind in ["received", "server"] {
+            self.lag_bytes.with_label_values(&[kind]);
+        }
+        for kind in ["received", "confirmed", "server"] {
+            self.wal_position.with_label_values(&[kind]);
+        }
+        // Series that exist from the start read 0 instead of being absent (alerts need that).
+        for stage in ["source", "decode", "capture", "sink"] {
+            for kind in ["transient", "permanent"] {
+                self.errors.with_label_values(&[stage, kind]);
+            }
+        }
+    }
+
+    /// Count an error of `stage`.
+    pub fn error(&self, stage: &str, transient: bool) {
+        let kind = if transient { "transient" } else { "permanent" };
+        self.errors.with_label_values(&[stage, kind]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let families = self.registry.gather();
+        // Encoding into a Vec cannot fail for well-formed families.
+        let _ = TextEncoder::new().encode(&families, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// A shared handle, cheap to clone into every stage.
+pub type SharedMetrics = Arc<Metrics>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_is_exposed_once_with_help() {
+        let m = Metrics::new();
+        m.changes.with_label_values(&["public.t", "c"]).inc_by(3);
+        m.error("source", true);
+        let text = m.render();
+        for name in [
+            RECEIVED_BYTES_TOTAL,
+            TRANSACTIONS_TOTAL,
+            LAG_BYTES,
+            LAG_SECONDS,
+            WAL_POSITION,
+            CAPTURE_MEMORY_BYTES,
+            SPILL_BYTES_TOTAL,
+            SINK_QUEUE_DEPTH,
+            STREAMING,
+            LAKE_COMMIT_SECONDS,
+        ] {
+            assert_eq!(
+                text.matches(&format!("# TYPE {name} ")).count(),
+                1,
+                "{name}"
+            );
+            assert!(name.starts_with("walaudit_"));
+        }
+        assert!(
+            text.contains("walaudit_changes_total{op=\"c\",table=\"public.t\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("walaudit_errors_total{kind=\"transient\",stage=\"source\"} 1"));
+        assert!(
+            text.contains("process_resident_memory_bytes"),
+            "process metrics"
+        );
+    }
+}
