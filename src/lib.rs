@@ -17,6 +17,7 @@
 //! * [`lake`]: Arrow row building for change tables (the Delta writer comes on top).
 //! * [`pipeline`]: wires the stages and owns shutdown.
 
+pub mod api;
 pub mod capture;
 pub mod cli;
 pub mod config;

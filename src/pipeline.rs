@@ -366,7 +366,9 @@ async fn run_once<S: Sink + 'static>(
         drain_target,
         cancel: cancel.clone(),
     };
+    opts.metrics.streaming.set(1);
     let outcome = capture.run().await;
+    opts.metrics.streaming.set(0);
     let (result, sink, handed_over) = capture.shutdown(outcome, sink_task).await;
     let result = result.map(|summary| RunSummary {
         start_wal_position: identity.xlogpos,
