@@ -93,16 +93,25 @@ fn main() -> Result<()> {
         bytes as f64 / (1 << 20) as f64,
         path.display()
     );
-    println!("{:<8} {:>10} {:>9} {:>12} {:>12}", "stream", "changes", "seconds", "changes/s", "peak heap");
+    println!(
+        "{:<8} {:>10} {:>9} {:>12} {:>12}",
+        "stream", "changes", "seconds", "changes/s", "peak heap"
+    );
     let quarter = run(&path, messages / 4)?;
     quarter.print("25%");
-    let mut full: Vec<Run> = (0..3).map(|_| run(&path, messages)).collect::<Result<_>>()?;
+    let mut full: Vec<Run> = (0..3)
+        .map(|_| run(&path, messages))
+        .collect::<Result<_>>()?;
     full.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
     for r in &full {
         r.print("100%");
     }
     let median = &full[1];
-    assert_eq!(median.changes, inserts + updates, "every change of the workload was built");
+    assert_eq!(
+        median.changes,
+        inserts + updates,
+        "every change of the workload was built"
+    );
     let rate = median.changes as f64 / median.seconds;
     println!(
         "result: {:.0} changes/s (median of 3) = {:.2} x the 1,000,000 changes/s target",
@@ -158,7 +167,9 @@ fn run(path: &Path, limit: u64) -> Result<Run> {
     for _ in 0..limit {
         let Some(payload) = frames.next()? else { break };
         let msg = pgoutput::parse(payload, assembler.in_stream())?;
-        let Some(Output::Committed(txn)) = assembler.handle(msg)? else { continue };
+        let Some(Output::Committed(txn)) = assembler.handle(msg)? else {
+            continue;
+        };
         let mut txn = *txn;
         while let Some(chunk) = txn.changes.next_chunk()? {
             for change in &chunk {
@@ -181,7 +192,11 @@ fn run(path: &Path, limit: u64) -> Result<Run> {
     }
     let seconds = start.elapsed().as_secs_f64();
     assert_eq!(rows_built, changes, "every change became an Arrow row");
-    Ok(Run { changes, seconds, peak_heap: PEAK.load(Ordering::Relaxed) - base })
+    Ok(Run {
+        changes,
+        seconds,
+        peak_heap: PEAK.load(Ordering::Relaxed) - base,
+    })
 }
 
 /// Reads `[u32 length][payload]` records in 1 MiB blocks, splitting payloads off zero-copy.
@@ -193,7 +208,11 @@ struct FrameReader {
 
 impl FrameReader {
     fn open(path: &Path) -> Result<FrameReader> {
-        Ok(FrameReader { file: File::open(path)?, buf: BytesMut::new(), eof: false })
+        Ok(FrameReader {
+            file: File::open(path)?,
+            buf: BytesMut::new(),
+            eof: false,
+        })
     }
 
     fn next(&mut self) -> Result<Option<Bytes>> {
@@ -261,8 +280,10 @@ async fn record(path: &Path, inserts: u64, updates: u64) -> Result<()> {
             created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)",
     )
     .await?;
-    db.execute("CREATE PUBLICATION walaudit FOR TABLE orders").await?;
-    db.execute("SELECT pg_create_logical_replication_slot('bench', 'pgoutput')").await?;
+    db.execute("CREATE PUBLICATION walaudit FOR TABLE orders")
+        .await?;
+    db.execute("SELECT pg_create_logical_replication_slot('bench', 'pgoutput')")
+        .await?;
     let insert_txns = inserts.div_ceil(INSERTS_PER_TXN);
     db.execute(&format!(
         "DO $$ BEGIN FOR b IN 0..{last} LOOP
@@ -296,11 +317,17 @@ async fn record(path: &Path, inserts: u64, updates: u64) -> Result<()> {
         ("publication_names".to_owned(), "\"walaudit\"".to_owned()),
         ("messages".to_owned(), "true".to_owned()),
     ];
-    let mut stream = client.start_replication("bench", Lsn::ZERO, &options).await?;
+    let mut stream = client
+        .start_replication("bench", Lsn::ZERO, &options)
+        .await?;
     let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
     let mut commits = 0;
     while commits < expected_commits {
-        match stream.next_frame().await?.context("the server ended the stream early")? {
+        match stream
+            .next_frame()
+            .await?
+            .context("the server ended the stream early")?
+        {
             Frame::XLogData { data, .. } => {
                 if data.first() == Some(&b'C') {
                     commits += 1;
@@ -308,8 +335,14 @@ async fn record(path: &Path, inserts: u64, updates: u64) -> Result<()> {
                 out.write_all(&(data.len() as u32).to_be_bytes())?;
                 out.write_all(&data)?;
             }
-            Frame::Keepalive { wal_end, reply_requested: true, .. } => {
-                stream.send_status(wal_end, Lsn::ZERO, Lsn::ZERO, false).await?;
+            Frame::Keepalive {
+                wal_end,
+                reply_requested: true,
+                ..
+            } => {
+                stream
+                    .send_status(wal_end, Lsn::ZERO, Lsn::ZERO, false)
+                    .await?;
             }
             Frame::Keepalive { .. } => {}
         }

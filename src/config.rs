@@ -35,6 +35,7 @@ pub enum ConfigError {
 pub struct Config {
     pub source: SourceConfig,
     pub capture: CaptureConfig,
+    pub lake: LakeConfig,
 }
 
 /// `[source]`: the Postgres database and its replication slot.
@@ -91,8 +92,68 @@ pub struct CaptureConfig {
 
 impl Default for CaptureConfig {
     fn default() -> Self {
-        CaptureConfig { max_memory: 128 << 20, spill_dir: None, chunk_changes: 8192 }
+        CaptureConfig {
+            max_memory: 128 << 20,
+            spill_dir: None,
+            chunk_changes: 8192,
+        }
     }
+}
+
+/// `[lake]`: where the audit lake lives and how changes are flushed to it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// Lake location: a path, or a `file://`, `s3://`, `gs://` or `az://` URL. Env: WALAUDIT_LAKE.
+    pub url: String,
+    /// Flush a table once it holds this many pending changes.
+    pub flush_rows: usize,
+    /// Flush a table once its pending changes take about this many bytes.
+    #[serde(with = "size_text")]
+    pub flush_bytes: u64,
+    /// Flush a table once its oldest pending change is this old.
+    #[serde(with = "duration_text")]
+    pub flush_interval: Duration,
+    /// Memory for pending changes across all tables; past it the largest table is flushed.
+    #[serde(with = "size_text")]
+    pub max_memory: u64,
+    /// Compact small files of a table every this many commits to it (0: never).
+    pub optimize_every_commits: u64,
+    /// Attempts of one Delta commit on transient storage errors before the engine stops.
+    pub commit_attempts: u32,
+    /// S3 (and S3-compatible) options; unset values come from the usual AWS_* variables.
+    pub s3: S3Config,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        LakeConfig {
+            url: "./lake".into(),
+            flush_rows: 100_000,
+            flush_bytes: 64 << 20,
+            flush_interval: Duration::from_secs(1),
+            max_memory: 256 << 20,
+            optimize_every_commits: 500,
+            commit_attempts: 6,
+            s3: S3Config::default(),
+        }
+    }
+}
+
+/// `[lake.s3]`: options of an `s3://` lake.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Endpoint of an S3-compatible server, e.g. `http://localhost:9000` (AWS_ENDPOINT_URL).
+    pub endpoint: Option<String>,
+    /// Region (AWS_REGION).
+    pub region: Option<String>,
+    /// Access key id (AWS_ACCESS_KEY_ID).
+    pub access_key_id: Option<String>,
+    /// Secret access key (AWS_SECRET_ACCESS_KEY).
+    pub secret_access_key: Option<String>,
+    /// Allow plain `http://` endpoints (AWS_ALLOW_HTTP).
+    pub allow_http: Option<bool>,
 }
 
 /// Values that override the file, from the environment or flags.
@@ -101,6 +162,7 @@ pub struct Overrides {
     pub source: Option<String>,
     pub slot: Option<String>,
     pub publication: Option<String>,
+    pub lake: Option<String>,
 }
 
 impl Config {
@@ -117,10 +179,14 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Self::from_toml(&text)
-            .map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
     }
 
     /// Parse TOML text; the error names the key, the line and the reason.
@@ -138,11 +204,17 @@ impl Config {
         if let Some(publication) = &o.publication {
             self.source.publication = publication.clone();
         }
+        if let Some(lake) = &o.lake {
+            self.lake.url = lake.clone();
+        }
     }
 
     /// Check values whose type alone does not make them valid.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, reason: String| ConfigError::Invalid { key: key.into(), reason };
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            key: key.into(),
+            reason,
+        };
         if !valid_slot_name(&self.source.slot) {
             return Err(invalid(
                 "source.slot",
@@ -157,13 +229,49 @@ impl Config {
             return Err(invalid("source.publication", "must not be empty".into()));
         }
         if self.source.status_interval < Duration::from_millis(10) {
-            return Err(invalid("source.status_interval", "must be at least 10ms".into()));
+            return Err(invalid(
+                "source.status_interval",
+                "must be at least 10ms".into(),
+            ));
         }
         if self.capture.max_memory < 1 << 20 {
-            return Err(invalid("capture.max_memory", "must be at least 1MiB".into()));
+            return Err(invalid(
+                "capture.max_memory",
+                "must be at least 1MiB".into(),
+            ));
         }
         if self.capture.chunk_changes == 0 {
-            return Err(invalid("capture.chunk_changes", "must be at least 1".into()));
+            return Err(invalid(
+                "capture.chunk_changes",
+                "must be at least 1".into(),
+            ));
+        }
+        self.validate_lake()
+    }
+
+    fn validate_lake(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        };
+        let lake = &self.lake;
+        if lake.url.trim().is_empty() {
+            return Err(invalid("lake.url", "must not be empty"));
+        }
+        if lake.flush_rows == 0 {
+            return Err(invalid("lake.flush_rows", "must be at least 1"));
+        }
+        if lake.flush_bytes < 64 << 10 {
+            return Err(invalid("lake.flush_bytes", "must be at least 64KiB"));
+        }
+        if lake.flush_interval < Duration::from_millis(10) {
+            return Err(invalid("lake.flush_interval", "must be at least 10ms"));
+        }
+        if lake.max_memory < 1 << 20 {
+            return Err(invalid("lake.max_memory", "must be at least 1MiB"));
+        }
+        if lake.commit_attempts == 0 {
+            return Err(invalid("lake.commit_attempts", "must be at least 1"));
         }
         Ok(())
     }
@@ -175,13 +283,14 @@ impl Config {
 }
 
 impl Overrides {
-    /// `WALAUDIT_SOURCE`, `WALAUDIT_SLOT`, `WALAUDIT_PUBLICATION`.
+    /// `WALAUDIT_SOURCE`, `WALAUDIT_SLOT`, `WALAUDIT_PUBLICATION`, `WALAUDIT_LAKE`.
     pub fn from_env() -> Overrides {
         let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
         Overrides {
             source: var("WALAUDIT_SOURCE"),
             slot: var("WALAUDIT_SLOT"),
             publication: var("WALAUDIT_PUBLICATION"),
+            lake: var("WALAUDIT_LAKE"),
         }
     }
 }
@@ -190,13 +299,17 @@ impl Overrides {
 pub fn valid_slot_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Parse `500ms`, `10s`, `2m`, `1h` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let value: f64 = num
         .parse()
@@ -206,7 +319,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("unknown duration unit `{other}`: use ms, s, m or h")),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}`: use ms, s, m or h"
+            ));
+        }
     };
     Ok(Duration::from_secs_f64(secs))
 }
@@ -216,8 +333,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: u64 =
-        num.parse().map_err(|_| format!("`{text}` is not a size: use e.g. 64MiB, 1GiB"))?;
+    let value: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size: use e.g. 64MiB, 1GiB"))?;
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kib" => 1 << 10,
@@ -226,9 +344,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "kb" => 1_000,
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
-        other => return Err(format!("unknown size unit `{other}`: use B, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}`: use B, KiB, MiB or GiB"
+            ));
+        }
     };
-    value.checked_mul(factor).ok_or_else(|| format!("`{text}` is too large"))
+    value
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 mod duration_text {
@@ -268,10 +392,31 @@ mod tests {
     fn documented_example_parses_and_validates() {
         let text = include_str!("../config/walaudit.toml");
         let config = Config::from_toml(text).expect("config/walaudit.toml must parse");
-        config.validate().expect("config/walaudit.toml must be valid");
+        config
+            .validate()
+            .expect("config/walaudit.toml must be valid");
         assert_eq!(config.source.slot, "walaudit");
         assert_eq!(config.capture.max_memory, 128 << 20);
         assert_eq!(config.source.status_interval, Duration::from_secs(10));
+        assert_eq!(config.lake, LakeConfig::default());
+    }
+
+    #[test]
+    fn lake_keys_are_validated() {
+        let config = Config::from_toml(
+            "[lake]\nurl = \"s3://bucket/lake\"\nflush_rows = 10\nflush_interval = \"250ms\"\n\
+             [lake.s3]\nendpoint = \"http://localhost:9000\"\nallow_http = true\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.lake.flush_interval, Duration::from_millis(250));
+        assert_eq!(config.lake.s3.allow_http, Some(true));
+        let mut bad = config.clone();
+        bad.lake.flush_rows = 0;
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.starts_with("config key `lake.flush_rows`"), "{err}");
+        let err = Config::from_toml("[lake.s3]\nbucket = \"x\"\n").unwrap_err();
+        assert!(err.contains("bucket"), "{err}");
     }
 
     #[test]
@@ -284,9 +429,15 @@ mod tests {
     #[test]
     fn bad_values_name_the_key_and_reason() {
         let err = Config::from_toml("[source]\nstatus_interval = \"ten\"\n").unwrap_err();
-        assert!(err.contains("status_interval") && err.contains("not a duration"), "{err}");
+        assert!(
+            err.contains("status_interval") && err.contains("not a duration"),
+            "{err}"
+        );
         let err = Config::from_toml("[capture]\nmax_memory = \"12 parsecs\"\n").unwrap_err();
-        assert!(err.contains("max_memory") && err.contains("unknown size unit"), "{err}");
+        assert!(
+            err.contains("max_memory") && err.contains("unknown size unit"),
+            "{err}"
+        );
         let mut config = Config::default();
         config.source.slot = "Bad-Slot".into();
         let err = config.validate().unwrap_err().to_string();
@@ -296,7 +447,10 @@ mod tests {
     #[test]
     fn flags_override_file() {
         let mut config = Config::from_toml("[source]\nslot = \"from_file\"\n").unwrap();
-        config.apply(&Overrides { slot: Some("from_flag".into()), ..Default::default() });
+        config.apply(&Overrides {
+            slot: Some("from_flag".into()),
+            ..Default::default()
+        });
         assert_eq!(config.source.slot, "from_flag");
         assert!(config.source_url().is_err());
     }

@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use crate::Lsn;
 use crate::capture::assembler::DRAIN_MARKER_PREFIX;
 use crate::capture::{
-    Assembler, AssemblerConfig, CaptureError, CaptureStats, CapturedMessage, Change,
-    CommittedTxn, Output, TxnMeta,
+    Assembler, AssemblerConfig, CaptureError, CaptureStats, CapturedMessage, Change, CommittedTxn,
+    Output, TxnMeta,
 };
 use crate::decode::{self, DecodeError, Message};
 use crate::sink::{Sink, SinkError};
@@ -37,6 +37,9 @@ use crate::source::{
 
 /// Chunks of changes queued between capture and the sink.
 pub const SINK_QUEUE_CHUNKS: usize = 8;
+
+/// How often the sink's timer ([`Sink::tick`]) fires.
+pub const SINK_TICK: Duration = Duration::from_millis(100);
 
 /// How long shutdown waits for the sink to flush before giving up (nothing is confirmed then).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
@@ -140,7 +143,9 @@ pub async fn run<S: Sink + 'static>(
         &sql,
         &opts.publication,
         opts.create_publication,
-        Some(&opts.publication_tables).filter(|t| !t.is_empty()).map(Vec::as_slice),
+        Some(&opts.publication_tables)
+            .filter(|t| !t.is_empty())
+            .map(Vec::as_slice),
     )
     .await?;
     let tables = setup::publication_tables(&sql, &opts.publication).await?;
@@ -150,7 +155,8 @@ pub async fn run<S: Sink + 'static>(
     let identity = repl.identify_system().await?;
     match &opts.slot {
         SlotMode::Temporary { name } => {
-            repl.create_slot(name, true, SnapshotAction::NoExport).await?;
+            repl.create_slot(name, true, SnapshotAction::NoExport)
+                .await?;
         }
         SlotMode::Permanent { name, create } => {
             setup::ensure_slot(&sql, &mut repl, name, *create).await?;
@@ -162,7 +168,10 @@ pub async fn run<S: Sink + 'static>(
     let protocol_version = if server.version_num >= 140_000 { 2 } else { 1 };
     let mut options = vec![
         ("proto_version".to_owned(), protocol_version.to_string()),
-        ("publication_names".to_owned(), quote_ident(&opts.publication)),
+        (
+            "publication_names".to_owned(),
+            quote_ident(&opts.publication),
+        ),
     ];
     if protocol_version >= 2 {
         options.push(("streaming".to_owned(), "on".to_owned()));
@@ -172,7 +181,9 @@ pub async fn run<S: Sink + 'static>(
         true => Some(emit_drain_marker(&sql).await?),
         false => None,
     };
-    let stream = repl.start_replication(opts.slot.name(), Lsn::ZERO, &options).await?;
+    let stream = repl
+        .start_replication(opts.slot.name(), Lsn::ZERO, &options)
+        .await?;
     tracing::info!(
         slot = opts.slot.name(),
         publication = %opts.publication,
@@ -198,7 +209,11 @@ pub async fn run<S: Sink + 'static>(
     };
     let outcome = capture.run().await;
     let summary = capture.shutdown(outcome, sink_task).await?;
-    Ok(RunSummary { start_wal_position: identity.xlogpos, protocol_version, ..summary })
+    Ok(RunSummary {
+        start_wal_position: identity.xlogpos,
+        protocol_version,
+        ..summary
+    })
 }
 
 /// Write the drain marker and return its position: everything committed before it is what
@@ -215,14 +230,19 @@ async fn emit_drain_marker(sql: &tokio_postgres::Client) -> Result<Lsn, SourceEr
          SELECT pg_logical_emit_message(true, '{DRAIN_MARKER_PREFIX}', '')::text; COMMIT"
     );
     let context = "writing the drain marker (pg_logical_emit_message)";
-    let rows = sql.simple_query(&query).await.map_err(|source| SourceError::Sql { context, source })?;
+    let rows = sql
+        .simple_query(&query)
+        .await
+        .map_err(|source| SourceError::Sql { context, source })?;
     let lsn = rows.iter().find_map(|m| match m {
         tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
         _ => None,
     });
-    lsn.and_then(|l| l.parse().ok()).ok_or_else(|| {
-        SourceError::Protocol { context, detail: "no LSN returned".into() }
-    })
+    lsn.and_then(|l| l.parse().ok())
+        .ok_or_else(|| SourceError::Protocol {
+            context,
+            detail: "no LSN returned".into(),
+        })
 }
 
 fn status_interval(period: Duration) -> Interval {
@@ -242,12 +262,26 @@ async fn sink_loop<S: Sink>(
     mut rx: mpsc::Receiver<SinkCmd>,
     durable: watch::Sender<Lsn>,
 ) -> Result<(), SinkError> {
-    while let Some(cmd) = rx.recv().await {
+    let mut tick = tokio::time::interval(SINK_TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let cmd = tokio::select! {
+            biased;
+            // 1. The timer (at most every SINK_TICK): age flushes happen even under a
+            //    sustained stream of commands, and while no data arrives.
+            _ = tick.tick() => None,
+            // 2. Commands, in order: they carry the data and the flush requests.
+            cmd = rx.recv() => match cmd {
+                Some(cmd) => Some(cmd),
+                None => break,
+            },
+        };
         match cmd {
-            SinkCmd::Write(meta, changes) => sink.write(&meta, changes).await?,
-            SinkCmd::Commit(meta, messages) => sink.commit(&meta, messages).await?,
-            SinkCmd::Message(message) => sink.message(message).await?,
-            SinkCmd::Flush(reply) => {
+            None => sink.tick().await?,
+            Some(SinkCmd::Write(meta, changes)) => sink.write(&meta, changes).await?,
+            Some(SinkCmd::Commit(meta, messages)) => sink.commit(&meta, messages).await?,
+            Some(SinkCmd::Message(message)) => sink.message(message).await?,
+            Some(SinkCmd::Flush(reply)) => {
                 let lsn = sink.flush().await?;
                 let _ = reply.send(lsn);
             }
@@ -301,16 +335,29 @@ impl CaptureLoop {
             match event {
                 None => self.send_status().await?,
                 Some(None) => return Err(PipelineError::StreamEnded),
-                Some(Some(Frame::Keepalive { wal_end, reply_requested, .. })) => {
+                Some(Some(Frame::Keepalive {
+                    wal_end,
+                    reply_requested,
+                    ..
+                })) => {
                     self.received = self.received.max(wal_end);
                     if reply_requested {
                         self.send_status().await?;
                     }
                 }
-                Some(Some(Frame::XLogData { wal_start, wal_end, data, .. })) => {
+                Some(Some(Frame::XLogData {
+                    wal_start,
+                    wal_end,
+                    data,
+                    ..
+                })) => {
                     self.received = self.received.max(wal_end);
-                    let msg = decode::pgoutput::parse(data, self.assembler.in_stream())
-                        .map_err(|source| PipelineError::Decode { lsn: wal_start, source })?;
+                    let msg = decode::pgoutput::parse(data, self.assembler.in_stream()).map_err(
+                        |source| PipelineError::Decode {
+                            lsn: wal_start,
+                            source,
+                        },
+                    )?;
                     self.handle(msg).await?;
                 }
             }
@@ -319,7 +366,9 @@ impl CaptureLoop {
 
     /// In drain mode: everything committed up to the target has been handed to the sink.
     fn drained(&self) -> bool {
-        let Some(target) = self.drain_target else { return false };
+        let Some(target) = self.drain_target else {
+            return false;
+        };
         // Open streamed transactions commit after the target (or never): they are not
         // confirmed, so the server sends them again on the next run.
         self.received >= target && !self.assembler.has_open_txn_outside_streams()
@@ -337,12 +386,17 @@ impl CaptureLoop {
             None => {}
             Some(Output::Message(message)) => self.send(SinkCmd::Message(message)).await?,
             Some(Output::Committed(txn)) => {
-                let CommittedTxn { meta, messages, mut changes } = *txn;
+                let CommittedTxn {
+                    meta,
+                    messages,
+                    mut changes,
+                } = *txn;
                 let meta = Arc::new(meta);
                 while let Some(chunk) = changes.next_chunk()? {
                     self.send(SinkCmd::Write(Arc::clone(&meta), chunk)).await?;
                 }
-                self.send(SinkCmd::Commit(Arc::clone(&meta), messages)).await?;
+                self.send(SinkCmd::Commit(Arc::clone(&meta), messages))
+                    .await?;
                 self.received = self.received.max(meta.end_lsn);
             }
         }
@@ -368,8 +422,16 @@ impl CaptureLoop {
     }
 
     async fn send_status(&mut self) -> Result<(), PipelineError> {
-        let flush = if self.confirm { *self.durable.borrow() } else { Lsn::ZERO };
-        let write = if self.confirm { self.received } else { Lsn::ZERO };
+        let flush = if self.confirm {
+            *self.durable.borrow()
+        } else {
+            Lsn::ZERO
+        };
+        let write = if self.confirm {
+            self.received
+        } else {
+            Lsn::ZERO
+        };
         self.stream.send_status(write, flush, flush, false).await?;
         Ok(())
     }
@@ -397,7 +459,14 @@ impl CaptureLoop {
             }
             Err(_) => None,
         };
-        let CaptureLoop { mut stream, tx, assembler, confirm, received, .. } = self;
+        let CaptureLoop {
+            mut stream,
+            tx,
+            assembler,
+            confirm,
+            received,
+            ..
+        } = self;
         drop(tx);
         let sink_result = sink_task.await.map_err(|e| {
             PipelineError::Sink(SinkError::permanent(format!("the sink task panicked: {e}")))
@@ -410,7 +479,9 @@ impl CaptureLoop {
         };
         outcome?;
         if confirm && !durable.is_zero() {
-            stream.send_status(received.max(durable), durable, durable, false).await?;
+            stream
+                .send_status(received.max(durable), durable, durable, false)
+                .await?;
         }
         stream.finish().await?;
         tracing::info!(durable = %durable, "replication stopped");

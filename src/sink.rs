@@ -15,6 +15,9 @@
 //!   durable LSN; the engine calls it before a clean exit. Dropping a sink without flushing
 //!   loses only what was never confirmed.
 //! * **Concurrency**: one task owns the sink; methods are never called concurrently.
+//! * **Timer**: [`Sink::tick`] is called periodically (about every 100 ms) between commands,
+//!   also while no data arrives, so a sink can flush on age. It may be called between the
+//!   `write`s and the `commit` of one transaction; the default does nothing.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -34,7 +37,11 @@ pub struct SinkError {
 
 impl SinkError {
     pub fn permanent(message: impl Into<String>) -> Self {
-        SinkError { message: message.into(), transient: false, source: None }
+        SinkError {
+            message: message.into(),
+            transient: false,
+            source: None,
+        }
     }
 }
 
@@ -65,6 +72,11 @@ pub trait Sink: Send {
 
     /// The `end_lsn` up to which everything is durable (see the contract above).
     fn durable_lsn(&self) -> Lsn;
+
+    /// Periodic timer (see the contract above): flush what is due by age.
+    fn tick(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// What a [`MemorySink`] stored for one transaction.
@@ -90,7 +102,9 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     pub fn durable_lsn(&self) -> Lsn {
-        self.txns[..self.durable_count].last().map_or(Lsn::ZERO, |t| t.meta.end_lsn)
+        self.txns[..self.durable_count]
+            .last()
+            .map_or(Lsn::ZERO, |t| t.meta.end_lsn)
     }
 
     /// Forget everything not durable, as a crash would.
@@ -127,7 +141,10 @@ impl MemorySink {
     }
 
     fn holds(&self, txn: &TxnMeta) -> bool {
-        self.lock().txns.last().is_some_and(|t| t.meta.end_lsn >= txn.end_lsn)
+        self.lock()
+            .txns
+            .last()
+            .is_some_and(|t| t.meta.end_lsn >= txn.end_lsn)
     }
 }
 

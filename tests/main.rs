@@ -11,4 +11,8 @@
 mod support;
 
 mod capture;
+mod crash;
 mod harness;
+mod lake;
+mod lake_s3;
+mod query;

@@ -215,7 +215,9 @@ impl Assembler {
                     return Err(CaptureError::protocol("Stream Start inside an open block"));
                 }
                 self.in_stream = Some(s.xid);
-                self.streams.entry(s.xid).or_insert_with(|| TxnBuffer::new(s.xid, true));
+                self.streams
+                    .entry(s.xid)
+                    .or_insert_with(|| TxnBuffer::new(s.xid, true));
             }
             Message::StreamStop => {
                 if self.in_stream.take().is_none() {
@@ -261,7 +263,9 @@ impl Assembler {
                 }
                 None => Err(CaptureError::protocol("change outside a transaction")),
             },
-            _ => Err(CaptureError::protocol("xid presence does not match the stream state")),
+            _ => Err(CaptureError::protocol(
+                "xid presence does not match the stream state",
+            )),
         }
     }
 
@@ -290,9 +294,15 @@ impl Assembler {
             .chain(self.streams.values_mut())
             .max_by_key(|b| b.mem_bytes())
             .filter(|b| b.mem_bytes() > 0);
-        let Some(buffer) = largest else { return Ok(false) };
+        let Some(buffer) = largest else {
+            return Ok(false);
+        };
         let (freed, written) = buffer.spill(dir)?;
-        tracing::debug!(xid = buffer.xid, bytes = written, "spilled open transaction to disk");
+        tracing::debug!(
+            xid = buffer.xid,
+            bytes = written,
+            "spilled open transaction to disk"
+        );
         self.memory -= freed;
         self.stats.spill_events += 1;
         self.stats.spilled_bytes += written;

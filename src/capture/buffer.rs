@@ -81,11 +81,15 @@ impl TxnBuffer {
     pub fn spill(&mut self, dir: Option<&Path>) -> Result<(usize, u64), CaptureError> {
         let writer = match &mut self.spill {
             Some(writer) => writer,
-            None => self.spill.insert(SpillWriter::create(dir).map_err(CaptureError::Spill)?),
+            None => self
+                .spill
+                .insert(SpillWriter::create(dir).map_err(CaptureError::Spill)?),
         };
         let mut written = 0u64;
         for (subxid, change) in self.memory.drain(..) {
-            written += writer.append(subxid, &change).map_err(CaptureError::Spill)? as u64;
+            written += writer
+                .append(subxid, &change)
+                .map_err(CaptureError::Spill)? as u64;
         }
         Ok((std::mem::take(&mut self.mem_bytes), written))
     }
@@ -122,7 +126,10 @@ impl TxnBuffer {
             messages: self
                 .messages
                 .into_iter()
-                .map(|(_, m)| CapturedMessage { commit_lsn: Some(commit_lsn), ..m })
+                .map(|(_, m)| CapturedMessage {
+                    commit_lsn: Some(commit_lsn),
+                    ..m
+                })
                 .collect(),
             changes: ChangeChunks {
                 spill: spill.map_err(CaptureError::Spill)?,
@@ -169,7 +176,9 @@ impl ChangeChunks {
                 },
                 None => self.memory.next(),
             };
-            let Some((subxid, mut change)) = next else { break };
+            let Some((subxid, mut change)) = next else {
+                break;
+            };
             if self.aborted.contains(&subxid) {
                 continue;
             }

@@ -16,14 +16,26 @@ pub fn parse_context(content: &[u8]) -> AuditContext {
     let raw = String::from_utf8_lossy(content).into_owned();
     let object = match serde_json::from_slice::<serde_json::Value>(content) {
         Ok(serde_json::Value::Object(object)) => object,
-        _ => return AuditContext { raw, actor: None, well_formed: false },
+        _ => {
+            return AuditContext {
+                raw,
+                actor: None,
+                well_formed: false,
+            };
+        }
     };
-    let actor = ACTOR_FIELDS.iter().find_map(|field| match object.get(*field)? {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    });
-    AuditContext { raw, actor, well_formed: true }
+    let actor = ACTOR_FIELDS
+        .iter()
+        .find_map(|field| match object.get(*field)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+    AuditContext {
+        raw,
+        actor,
+        well_formed: true,
+    }
 }
 
 #[cfg(test)]
@@ -46,7 +58,14 @@ mod tests {
     #[test]
     fn malformed_content_is_kept_raw() {
         let c = parse_context(b"{not json");
-        assert_eq!(c, AuditContext { raw: "{not json".into(), actor: None, well_formed: false });
+        assert_eq!(
+            c,
+            AuditContext {
+                raw: "{not json".into(),
+                actor: None,
+                well_formed: false
+            }
+        );
         let c = parse_context(b"[1,2]");
         assert!(!c.well_formed);
         let c = parse_context(&[0xff, b'{']);

@@ -37,7 +37,11 @@ pub enum CaptureError {
     )]
     UnknownRelation { oid: u32 },
     #[error("a row of {table} has {found} columns where its relation has {expected}")]
-    ColumnCount { table: String, expected: usize, found: usize },
+    ColumnCount {
+        table: String,
+        expected: usize,
+        found: usize,
+    },
     #[error("unexpected message order in the replication stream: {0}")]
     Protocol(String),
     #[error(

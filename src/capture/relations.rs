@@ -55,7 +55,9 @@ impl RelationCache {
     }
 
     pub fn get(&self, oid: u32) -> Result<&Arc<TableInfo>, CaptureError> {
-        self.tables.get(&oid).ok_or(CaptureError::UnknownRelation { oid })
+        self.tables
+            .get(&oid)
+            .ok_or(CaptureError::UnknownRelation { oid })
     }
 
     /// Record a table shape without a Relation message (spill files, tests).

@@ -79,12 +79,18 @@ pub fn update(
                 }
             }
             c.changed = Some(changed);
-            c.before = Some(Before { key_only: false, row: before });
+            c.before = Some(Before {
+                key_only: false,
+                row: before,
+            });
         }
         Some((OldKind::Key, before)) => {
             check_width(table, &before)?;
             mark_unsent(&mut c.row, &mut c.unavailable);
-            c.before = Some(Before { key_only: true, row: before });
+            c.before = Some(Before {
+                key_only: true,
+                row: before,
+            });
         }
         None => mark_unsent(&mut c.row, &mut c.unavailable),
     }

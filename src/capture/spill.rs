@@ -136,7 +136,10 @@ impl SpillReader {
 }
 
 fn corrupt(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("spill file is corrupt at {what}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("spill file is corrupt at {what}"),
+    )
 }
 
 fn op_code(op: Op) -> u8 {
@@ -178,7 +181,11 @@ struct Record {
 
 impl Record {
     fn need(&self, n: usize) -> io::Result<()> {
-        if self.buf.remaining() < n { Err(corrupt("a truncated record")) } else { Ok(()) }
+        if self.buf.remaining() < n {
+            Err(corrupt("a truncated record"))
+        } else {
+            Ok(())
+        }
     }
     fn u8(&mut self) -> io::Result<u8> {
         self.need(1)?;
@@ -203,7 +210,11 @@ impl Record {
                     let len = self.u32()? as usize;
                     self.need(len)?;
                     let v = self.buf.split_to(len);
-                    if kind == 2 { Cell::Text(v) } else { Cell::Binary(v) }
+                    if kind == 2 {
+                        Cell::Text(v)
+                    } else {
+                        Cell::Binary(v)
+                    }
                 }
                 _ => return Err(corrupt("a cell kind")),
             });
@@ -219,7 +230,9 @@ impl Record {
 fn decode_record(buf: Bytes, tables: &[Arc<TableInfo>]) -> io::Result<(u32, Change)> {
     let mut r = Record { buf };
     let subxid = r.u32()?;
-    let table = tables.get(r.u32()? as usize).ok_or_else(|| corrupt("a table index"))?;
+    let table = tables
+        .get(r.u32()? as usize)
+        .ok_or_else(|| corrupt("a table index"))?;
     let op = match r.u8()? {
         0 => Op::Read,
         1 => Op::Insert,
@@ -232,7 +245,10 @@ fn decode_record(buf: Bytes, tables: &[Arc<TableInfo>]) -> io::Result<(u32, Chan
     let row = r.cells()?;
     let before = match r.u8()? {
         0 => None,
-        flag @ (1 | 2) => Some(Before { key_only: flag == 2, row: r.cells()? }),
+        flag @ (1 | 2) => Some(Before {
+            key_only: flag == 2,
+            row: r.cells()?,
+        }),
         _ => return Err(corrupt("a before flag")),
     };
     let changed = match r.u8()? {
@@ -301,8 +317,7 @@ mod tests {
             0u32..3,
         )
             .prop_map(|(subxid, op, opts, row, before, changed, unavailable, t)| {
-                let op = [Op::Read, Op::Insert, Op::Update, Op::Delete, Op::Truncate]
-                    [op as usize];
+                let op = [Op::Read, Op::Insert, Op::Update, Op::Delete, Op::Truncate][op as usize];
                 let before = before.map(|(key_only, row)| Before { key_only, row });
                 let change = Change {
                     table: table(t),

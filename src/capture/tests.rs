@@ -58,11 +58,20 @@ fn context(xid: Option<u32>, content: &str) -> Message {
 }
 
 fn begin(xid: u32, lsn: u64) -> Message {
-    Message::Begin(Begin { final_lsn: Lsn(lsn), commit_ts: 0, xid })
+    Message::Begin(Begin {
+        final_lsn: Lsn(lsn),
+        commit_ts: 0,
+        xid,
+    })
 }
 
 fn commit(lsn: u64) -> Message {
-    Message::Commit(Commit { flags: 0, commit_lsn: Lsn(lsn), end_lsn: Lsn(lsn + 8), commit_ts: 0 })
+    Message::Commit(Commit {
+        flags: 0,
+        commit_lsn: Lsn(lsn),
+        end_lsn: Lsn(lsn + 8),
+        commit_ts: 0,
+    })
 }
 
 /// Feed messages; collect committed transactions with all their changes.
@@ -112,9 +121,18 @@ fn context_anywhere_in_the_transaction_applies_to_all_its_changes() {
     );
     assert_eq!(got.len(), 2);
     let (meta, changes) = &got[0];
-    assert_eq!(meta.context.as_ref().unwrap().actor.as_deref(), Some("alice"));
-    assert_eq!((meta.commit_lsn, meta.end_lsn, meta.change_count), (Lsn(1000), Lsn(1008), 2));
-    assert_eq!(changes.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(
+        meta.context.as_ref().unwrap().actor.as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        (meta.commit_lsn, meta.end_lsn, meta.change_count),
+        (Lsn(1000), Lsn(1008), 2)
+    );
+    assert_eq!(
+        changes.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        vec![0, 1]
+    );
     let broken = got[1].0.context.as_ref().unwrap();
     assert_eq!((broken.actor.as_deref(), broken.well_formed), (None, false));
     assert_eq!(got[1].1.len(), 1, "a malformed context never drops changes");
@@ -124,7 +142,12 @@ fn context_anywhere_in_the_transaction_applies_to_all_its_changes() {
 #[test]
 fn streamed_transactions_interleave_and_release_in_commit_order() {
     let mut a = Assembler::new(cfg(1 << 20));
-    let start = |xid, first| Message::StreamStart(StreamStart { xid, first_segment: first });
+    let start = |xid, first| {
+        Message::StreamStart(StreamStart {
+            xid,
+            first_segment: first,
+        })
+    };
     let stream_commit = |xid, lsn| {
         Message::StreamCommit(StreamCommit {
             xid,
@@ -149,7 +172,10 @@ fn streamed_transactions_interleave_and_release_in_commit_order() {
             start(10, false),
             insert(Some(10), 3),
             Message::StreamStop,
-            Message::StreamAbort(StreamAbort { xid: 10, subxid: 11 }),
+            Message::StreamAbort(StreamAbort {
+                xid: 10,
+                subxid: 11,
+            }),
             begin(30, 500),
             insert(None, 200),
             commit(500),
@@ -159,10 +185,17 @@ fn streamed_transactions_interleave_and_release_in_commit_order() {
     );
     let order: Vec<_> = got.iter().map(|(m, _)| m.xid).collect();
     assert_eq!(order, vec![30, 20, 10]);
-    assert_eq!(ids(&got[2].1), vec!["1", "3"], "the rolled-back subtransaction left nothing");
+    assert_eq!(
+        ids(&got[2].1),
+        vec!["1", "3"],
+        "the rolled-back subtransaction left nothing"
+    );
     assert_eq!(got[2].0.change_count, 2);
     assert!(got[2].0.streamed);
-    assert_eq!(got[1].0.context.as_ref().unwrap().actor.as_deref(), Some("bob"));
+    assert_eq!(
+        got[1].0.context.as_ref().unwrap().actor.as_deref(),
+        Some("bob")
+    );
     assert!(!a.has_open_txn());
 }
 
@@ -173,7 +206,10 @@ fn aborted_stream_leaves_nothing() {
         &mut a,
         vec![
             relation(),
-            Message::StreamStart(StreamStart { xid: 5, first_segment: true }),
+            Message::StreamStart(StreamStart {
+                xid: 5,
+                first_segment: true,
+            }),
             insert(Some(5), 1),
             Message::StreamStop,
             Message::StreamAbort(StreamAbort { xid: 5, subxid: 5 }),
@@ -193,11 +229,21 @@ fn large_transaction_spills_and_comes_back_in_order_within_budget() {
     msgs.push(commit(9000));
     let got = run(&mut a, msgs);
     let stats = a.stats();
-    assert!(stats.spill_events > 0 && stats.spilled_bytes > 0, "{stats:?}");
-    assert!(stats.peak_memory <= budget + 1024, "peak {} > budget {budget}", stats.peak_memory);
+    assert!(
+        stats.spill_events > 0 && stats.spilled_bytes > 0,
+        "{stats:?}"
+    );
+    assert!(
+        stats.peak_memory <= budget + 1024,
+        "peak {} > budget {budget}",
+        stats.peak_memory
+    );
     let changes = &got[0].1;
     assert_eq!(changes.len(), 5000);
-    assert_eq!(ids(changes), (0..5000).map(|i| i.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        ids(changes),
+        (0..5000).map(|i| i.to_string()).collect::<Vec<_>>()
+    );
     assert!(changes.iter().enumerate().all(|(i, c)| c.seq == i as u64));
 }
 
@@ -206,7 +252,10 @@ fn spilled_subtransaction_abort_is_filtered_on_replay() {
     let mut a = Assembler::new(cfg(16 * 1024));
     let mut msgs = vec![
         relation(),
-        Message::StreamStart(StreamStart { xid: 1, first_segment: true }),
+        Message::StreamStart(StreamStart {
+            xid: 1,
+            first_segment: true,
+        }),
     ];
     msgs.extend((0..500).map(|i| insert(Some(if i % 2 == 0 { 1 } else { 2 }), i)));
     msgs.push(Message::StreamStop);
@@ -220,7 +269,10 @@ fn spilled_subtransaction_abort_is_filtered_on_replay() {
     }));
     let got = run(&mut a, msgs);
     assert!(a.stats().spill_events > 0);
-    let expect: Vec<String> = (0..500).filter(|i| i % 2 == 0).map(|i| i.to_string()).collect();
+    let expect: Vec<String> = (0..500)
+        .filter(|i| i % 2 == 0)
+        .map(|i| i.to_string())
+        .collect();
     assert_eq!(ids(&got[0].1), expect);
     assert_eq!(got[0].0.change_count, 250);
 }
@@ -229,11 +281,22 @@ fn spilled_subtransaction_abort_is_filtered_on_replay() {
 fn protocol_violations_are_errors() {
     let mut a = Assembler::new(cfg(1 << 20));
     assert!(a.handle(commit(1)).is_err());
-    assert!(a.handle(insert(None, 1)).is_err(), "change outside a transaction");
+    assert!(
+        a.handle(insert(None, 1)).is_err(),
+        "change outside a transaction"
+    );
     a.handle(begin(1, 10)).unwrap();
     let err = a.handle(insert(None, 1)).unwrap_err();
     assert!(matches!(err, CaptureError::UnknownRelation { oid: 100 }));
-    let update = Message::Update(Update { xid: None, relation_oid: 100, old: None, new: vec![] });
+    let update = Message::Update(Update {
+        xid: None,
+        relation_oid: 100,
+        old: None,
+        new: vec![],
+    });
     a.handle(relation()).unwrap();
-    assert!(matches!(a.handle(update).unwrap_err(), CaptureError::ColumnCount { .. }));
+    assert!(matches!(
+        a.handle(update).unwrap_err(),
+        CaptureError::ColumnCount { .. }
+    ));
 }

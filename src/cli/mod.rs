@@ -8,6 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Overrides};
 
+pub mod lake;
+pub mod query;
+pub mod run;
 pub mod tail;
 
 /// Change-data-capture from PostgreSQL into an auditable Delta Lake.
@@ -28,6 +31,13 @@ pub struct Cli {
 pub enum Command {
     /// Print each committed change as one JSON object per line (for debugging pipelines).
     Tail(tail::TailArgs),
+    /// Run the engine: capture every committed change into the Delta lake (until a signal,
+    /// or with --drain until everything committed before start is in the lake).
+    Run(run::RunArgs),
+    /// Maintain the lake's Delta tables: optimize, vacuum, checkpoint.
+    Lake(lake::LakeArgs),
+    /// Run read-only SQL over the lake: change logs, current.<schema>.<table>, as_of(...).
+    Query(query::QueryArgs),
 }
 
 /// Flags every command that connects to the source accepts; they override config and env.
@@ -43,13 +53,21 @@ pub struct SourceArgs {
 
 impl SourceArgs {
     pub fn overrides(&self, slot: Option<String>) -> Overrides {
-        Overrides { source: self.source.clone(), slot, publication: self.publication.clone() }
+        Overrides {
+            source: self.source.clone(),
+            slot,
+            publication: self.publication.clone(),
+            lake: None,
+        }
     }
 }
 
 /// A command with its configuration loaded, ready to run on the runtime.
 pub enum Prepared {
     Tail(tail::Tail),
+    Run(Box<run::Run>),
+    Lake(lake::LakeCommand),
+    Query(query::Query),
 }
 
 impl Command {
@@ -60,6 +78,19 @@ impl Command {
                 let cfg = Config::load(config, &args.source.overrides(args.slot.clone()))?;
                 Ok(Prepared::Tail(tail::Tail::new(args, cfg)?))
             }
+            Command::Run(args) => {
+                let cfg = Config::load(config, &args.overrides())?;
+                Ok(Prepared::Run(Box::new(run::Run::new(args, cfg)?)))
+            }
+            Command::Lake(args) => {
+                let overrides = Overrides {
+                    lake: args.lake.clone(),
+                    ..Overrides::default()
+                };
+                let cfg = Config::load(config, &overrides)?;
+                Ok(Prepared::Lake(lake::LakeCommand::new(args, cfg)?))
+            }
+            Command::Query(args) => Ok(Prepared::Query(query::Query::new(args)?)),
         }
     }
 }
@@ -70,6 +101,9 @@ impl Prepared {
         spawn_signal_handler(cancel.clone());
         match self {
             Prepared::Tail(tail) => tail.run(cancel).await,
+            Prepared::Run(run) => run.run(cancel).await,
+            Prepared::Lake(lake) => lake.run().await,
+            Prepared::Query(query) => query.run(cancel).await,
         }
     }
 }

@@ -82,7 +82,11 @@ pub struct JsonLinesSink {
 
 impl JsonLinesSink {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
-        JsonLinesSink { out: std::io::BufWriter::new(out), durable: Lsn::ZERO, line: Vec::new() }
+        JsonLinesSink {
+            out: std::io::BufWriter::new(out),
+            durable: Lsn::ZERO,
+            line: Vec::new(),
+        }
     }
 
     fn io_error(err: std::io::Error) -> SinkError {
@@ -133,9 +137,15 @@ pub fn change_json(txn: &TxnMeta, change: &Change) -> Value {
     let row = row_json(table, &change.row, Some(&mut unavailable));
     unavailable.sort_unstable();
     unavailable.dedup();
-    let before = change.before.as_ref().map(|b| row_json(table, &b.row, None));
+    let before = change
+        .before
+        .as_ref()
+        .map(|b| row_json(table, &b.row, None));
     let names = |idx: &[u16]| -> Vec<&str> {
-        idx.iter().filter_map(|i| table.columns.get(*i as usize)).map(|c| &*c.name).collect()
+        idx.iter()
+            .filter_map(|i| table.columns.get(*i as usize))
+            .map(|c| &*c.name)
+            .collect()
     };
     let context = txn.context.as_ref().map(|c| {
         if c.well_formed {

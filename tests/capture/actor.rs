@@ -8,11 +8,16 @@ use crate::support::shared;
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_contexts_without_and_malformed() {
     let db = shared().await.fresh_db("actor").await.unwrap();
-    db.execute("CREATE TABLE t (id int PRIMARY KEY)").await.unwrap();
+    db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
     let slot = prepare(&db).await.unwrap();
     let alice = db.connect().await.unwrap();
     let bob = db.connect().await.unwrap();
-    alice.batch_execute("BEGIN; INSERT INTO t VALUES (1)").await.unwrap();
+    alice
+        .batch_execute("BEGIN; INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
     bob.batch_execute(
         "BEGIN; SELECT pg_logical_emit_message(true, 'walaudit', '{\"user\":\"bob\",\"ip\":\"10.0.0.7\"}');
          INSERT INTO t VALUES (2)",
@@ -27,7 +32,9 @@ async fn concurrent_contexts_without_and_malformed() {
         )
         .await
         .unwrap();
-    bob.batch_execute("INSERT INTO t VALUES (4); COMMIT").await.unwrap();
+    bob.batch_execute("INSERT INTO t VALUES (4); COMMIT")
+        .await
+        .unwrap();
     alice.batch_execute("COMMIT").await.unwrap();
     db.execute("INSERT INTO t VALUES (5)").await.unwrap();
     db.execute(
@@ -46,8 +53,10 @@ async fn concurrent_contexts_without_and_malformed() {
     .unwrap();
     let txns = drain(&db, &slot).await.unwrap();
     let got = changes_json(&txns);
-    let summary: Vec<_> =
-        got.iter().map(|c| (field(c, "id"), c["actor"].clone(), c["context"].clone())).collect();
+    let summary: Vec<_> = got
+        .iter()
+        .map(|c| (field(c, "id"), c["actor"].clone(), c["context"].clone()))
+        .collect();
     let bob_ctx = json!({"user": "bob", "ip": "10.0.0.7"});
     let alice_ctx = json!({"actor": "alice@example.com"});
     assert_eq!(

@@ -18,7 +18,10 @@ async fn walaudit(args: &[&str]) -> Output {
 /// The one line of stderr; fails unless the run failed cleanly and said each of `needles`.
 fn one_line_error(out: &Output, needles: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr: {stderr}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {stderr}"
+    );
     assert_eq!(out.status.code(), Some(1), "exit code; stderr: {stderr}");
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
     let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -37,12 +40,21 @@ async fn wrong_password() {
     let url = db.url_for("postgres", "not-the-password");
     let out = walaudit(&["tail", "--source", &url, "--drain"]).await;
     let line = one_line_error(&out, &["password", "--source"]);
-    assert!(!line.contains("not-the-password"), "the password leaked: {line}");
+    assert!(
+        !line.contains("not-the-password"),
+        "the password leaked: {line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_host() {
-    let out = walaudit(&["tail", "--source", "postgres://u:p@127.0.0.1:1/db", "--drain"]).await;
+    let out = walaudit(&[
+        "tail",
+        "--source",
+        "postgres://u:p@127.0.0.1:1/db",
+        "--drain",
+    ])
+    .await;
     one_line_error(&out, &["127.0.0.1:1", "running"]);
 }
 
@@ -56,10 +68,15 @@ async fn missing_publication() {
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_slot_is_not_created_for_a_read_only_tail() {
     let db = shared().await.fresh_db("noslot").await.unwrap();
-    db.execute("CREATE PUBLICATION walaudit FOR ALL TABLES").await.unwrap();
+    db.execute("CREATE PUBLICATION walaudit FOR ALL TABLES")
+        .await
+        .unwrap();
     let out = walaudit(&["tail", "--source", &db.url, "--slot", "nosuch", "--drain"]).await;
     one_line_error(&out, &["nosuch", "pg_create_logical_replication_slot"]);
-    let slots: i64 = db.scalar("SELECT count(*) FROM pg_replication_slots").await.unwrap();
+    let slots: i64 = db
+        .scalar("SELECT count(*) FROM pg_replication_slots")
+        .await
+        .unwrap();
     assert_eq!(slots, 0, "no slot was created");
 }
 
@@ -70,15 +87,21 @@ async fn table_without_replica_identity() {
         .await
         .unwrap();
     let out = walaudit(&["tail", "--source", &db.url, "--drain"]).await;
-    one_line_error(&out, &["ALTER TABLE \"public\".\"nopk\" REPLICA IDENTITY FULL;"]);
+    one_line_error(
+        &out,
+        &["ALTER TABLE \"public\".\"nopk\" REPLICA IDENTITY FULL;"],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wal_level_replica() {
-    let cluster =
-        PgCluster::start_async(ClusterOptions::default().wal_level(WalLevel::Replica)).await.unwrap();
+    let cluster = PgCluster::start_async(ClusterOptions::default().wal_level(WalLevel::Replica))
+        .await
+        .unwrap();
     let db = cluster.fresh_db("replica").await.unwrap();
-    db.execute("CREATE PUBLICATION walaudit FOR ALL TABLES").await.unwrap();
+    db.execute("CREATE PUBLICATION walaudit FOR ALL TABLES")
+        .await
+        .unwrap();
     let out = walaudit(&["tail", "--source", &db.url, "--drain"]).await;
     one_line_error(&out, &["wal_level", "logical", "ALTER SYSTEM"]);
     drop(db);

@@ -26,7 +26,10 @@ mod workload;
 pub fn options(db: &TestDb, slot: &str, max_memory: usize) -> PipelineOptions {
     PipelineOptions {
         source: ConnParams::parse(&db.url).expect("test URL parses"),
-        slot: SlotMode::Permanent { name: slot.into(), create: false },
+        slot: SlotMode::Permanent {
+            name: slot.into(),
+            create: false,
+        },
         publication: "walaudit".into(),
         create_publication: false,
         publication_tables: Vec::new(),
@@ -44,10 +47,14 @@ pub fn options(db: &TestDb, slot: &str, max_memory: usize) -> PipelineOptions {
 /// Create publication `walaudit` for all tables and a slot, before the workload; returns the
 /// slot's name (the database's, so unique in the shared cluster).
 pub async fn prepare(db: &TestDb) -> Result<String> {
-    db.execute("CREATE PUBLICATION walaudit FOR ALL TABLES").await?;
-    // Its own transaction: a slot cannot be created in one that has written.
-    db.execute(&format!("SELECT pg_create_logical_replication_slot('{}', 'pgoutput')", db.name))
+    db.execute("CREATE PUBLICATION walaudit FOR ALL TABLES")
         .await?;
+    // Its own transaction: a slot cannot be created in one that has written.
+    db.execute(&format!(
+        "SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
+        db.name
+    ))
+    .await?;
     Ok(db.name.clone())
 }
 
@@ -59,7 +66,11 @@ pub async fn drain_into(
     max_memory: usize,
 ) -> Result<RunSummary> {
     let sink = MemorySink::new(Arc::clone(store));
-    let run = pipeline::run(options(db, slot, max_memory), sink, CancellationToken::new());
+    let run = pipeline::run(
+        options(db, slot, max_memory),
+        sink,
+        CancellationToken::new(),
+    );
     Ok(tokio::time::timeout(Duration::from_secs(120), run).await??)
 }
 

@@ -11,19 +11,35 @@ use crate::support::shared;
 #[tokio::test(flavor = "multi_thread")]
 async fn interleaved_transactions_leave_in_commit_order() {
     let db = shared().await.fresh_db("interleave").await.unwrap();
-    db.execute("CREATE TABLE t (id int PRIMARY KEY, who text)").await.unwrap();
+    db.execute("CREATE TABLE t (id int PRIMARY KEY, who text)")
+        .await
+        .unwrap();
     let slot = prepare(&db).await.unwrap();
     let a = db.connect().await.unwrap();
     let b = db.connect().await.unwrap();
-    a.batch_execute("BEGIN; INSERT INTO t VALUES (1, 'a')").await.unwrap();
-    b.batch_execute("BEGIN; INSERT INTO t VALUES (2, 'b')").await.unwrap();
-    a.batch_execute("INSERT INTO t VALUES (3, 'a')").await.unwrap();
-    b.batch_execute("INSERT INTO t VALUES (4, 'b'); COMMIT").await.unwrap();
-    a.batch_execute("INSERT INTO t VALUES (5, 'a'); COMMIT").await.unwrap();
+    a.batch_execute("BEGIN; INSERT INTO t VALUES (1, 'a')")
+        .await
+        .unwrap();
+    b.batch_execute("BEGIN; INSERT INTO t VALUES (2, 'b')")
+        .await
+        .unwrap();
+    a.batch_execute("INSERT INTO t VALUES (3, 'a')")
+        .await
+        .unwrap();
+    b.batch_execute("INSERT INTO t VALUES (4, 'b'); COMMIT")
+        .await
+        .unwrap();
+    a.batch_execute("INSERT INTO t VALUES (5, 'a'); COMMIT")
+        .await
+        .unwrap();
     let txns = drain(&db, &slot).await.unwrap();
     let got = changes_json(&txns);
     let ids: Vec<_> = got.iter().map(|c| field(c, "id")).collect();
-    assert_eq!(ids, vec![json!(2), json!(4), json!(1), json!(3), json!(5)], "b committed first");
+    assert_eq!(
+        ids,
+        vec![json!(2), json!(4), json!(1), json!(3), json!(5)],
+        "b committed first"
+    );
     let seqs: Vec<_> = got.iter().map(|c| c["seq"].clone()).collect();
     assert_eq!(seqs, vec![json!(0), json!(1), json!(0), json!(1), json!(2)]);
     assert!(txns[0].meta.commit_lsn < txns[1].meta.commit_lsn);
@@ -32,7 +48,9 @@ async fn interleaved_transactions_leave_in_commit_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rolled_back_savepoint_and_aborted_transaction_leave_nothing() {
     let db = shared().await.fresh_db("rollback").await.unwrap();
-    db.execute("CREATE TABLE t (id int PRIMARY KEY)").await.unwrap();
+    db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
     let slot = prepare(&db).await.unwrap();
     db.execute(
         "BEGIN; INSERT INTO t VALUES (1); SAVEPOINT s; INSERT INTO t VALUES (2);
@@ -40,7 +58,9 @@ async fn rolled_back_savepoint_and_aborted_transaction_leave_nothing() {
     )
     .await
     .unwrap();
-    db.execute("BEGIN; INSERT INTO t VALUES (4); ROLLBACK;").await.unwrap();
+    db.execute("BEGIN; INSERT INTO t VALUES (4); ROLLBACK;")
+        .await
+        .unwrap();
     db.execute("INSERT INTO t VALUES (5)").await.unwrap();
     let got = changes_json(&drain(&db, &slot).await.unwrap());
     let ids: Vec<_> = got.iter().map(|c| field(c, "id")).collect();
@@ -55,7 +75,9 @@ async fn huge_transaction_streams_and_spills_within_the_memory_limit() {
     const ROWS: i64 = 200_000;
     const BUDGET: usize = 4 << 20;
     let db = shared().await.fresh_db("huge").await.unwrap();
-    db.execute("CREATE TABLE big (id bigint PRIMARY KEY, payload text)").await.unwrap();
+    db.execute("CREATE TABLE big (id bigint PRIMARY KEY, payload text)")
+        .await
+        .unwrap();
     let slot = prepare(&db).await.unwrap();
     db.execute(&format!(
         "BEGIN;
@@ -74,8 +96,15 @@ async fn huge_transaction_streams_and_spills_within_the_memory_limit() {
     let summary = drain_into(&db, &slot, &store, BUDGET).await.unwrap();
     let stats = &summary.capture;
     assert_eq!(summary.protocol_version, 2);
-    assert!(stats.spill_events > 0 && stats.spilled_bytes > 0, "spilled: {stats:?}");
-    assert!(stats.peak_memory <= BUDGET, "peak {} > budget {BUDGET}", stats.peak_memory);
+    assert!(
+        stats.spill_events > 0 && stats.spilled_bytes > 0,
+        "spilled: {stats:?}"
+    );
+    assert!(
+        stats.peak_memory <= BUDGET,
+        "peak {} > budget {BUDGET}",
+        stats.peak_memory
+    );
     assert_eq!(stats.subxacts_aborted, 1, "{stats:?}");
     let store = store.lock().unwrap();
     assert_eq!(store.txns.len(), 1);

@@ -82,24 +82,38 @@ async fn every_mapped_type_with_edge_values() {
         (&r2["f4"], &r2["f8"], &r2["n"]),
         (&json!("NaN"), &json!("Infinity"), &json!(null))
     );
-    assert_eq!((&r2["d"], &r2["ts"]), (&json!("9999-12-31"), &json!("9999-12-31T23:59:59.999999")));
+    assert_eq!(
+        (&r2["d"], &r2["ts"]),
+        (&json!("9999-12-31"), &json!("9999-12-31T23:59:59.999999"))
+    );
     assert_eq!(r2["tz"], json!("0001-01-01T00:00:00.000000Z"));
     assert_eq!(got[1]["unavailable"], json!(["n"]));
 
     // Out of range (BC, year 10000) and a 2-D array: null and listed, never a wrong value.
     let r3 = &got[2]["row"];
     assert_eq!(r3["f8"], json!("-Infinity"));
-    assert_eq!((&r3["d"], &r3["ts"], &r3["ai"]), (&json!(null), &json!(null), &json!(null)));
+    assert_eq!(
+        (&r3["d"], &r3["ts"], &r3["ai"]),
+        (&json!(null), &json!(null), &json!(null))
+    );
     assert_eq!(r3["tz"], json!("0001-01-01T00:00:00.000000Z"));
     assert_eq!(got[2]["unavailable"], json!(["d", "ts", "ai"]));
 
     // NULLs are nulls, not unavailable.
-    assert!(got[3]["row"].as_object().unwrap().iter().all(|(k, v)| k == "id" || v.is_null()));
+    assert!(
+        got[3]["row"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| k == "id" || v.is_null())
+    );
     assert_eq!(got[3]["unavailable"], json!([]));
 
     // The same changes as the lake's Arrow batch.
-    let txn_changes: Vec<_> =
-        txns.iter().flat_map(|t| t.changes.iter().map(move |c| (&t.meta, c))).collect();
+    let txn_changes: Vec<_> = txns
+        .iter()
+        .flat_map(|t| t.changes.iter().map(move |c| (&t.meta, c)))
+        .collect();
     let mut builder = ChangeBatchBuilder::new(Arc::clone(&txn_changes[0].1.table), 8).unwrap();
     for (meta, change) in &txn_changes {
         builder.append(meta, change);
@@ -109,7 +123,11 @@ async fn every_mapped_type_with_edge_values() {
 
 fn check_batch(batch: &RecordBatch) {
     assert_eq!(batch.num_rows(), 4);
-    let col = |name: &str| batch.column_by_name(name).unwrap_or_else(|| panic!("no {name}"));
+    let col = |name: &str| {
+        batch
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
     let n = col("n").as_primitive::<Decimal128Type>();
     assert_eq!(n.value(0), -123_456_789_012);
     assert!(n.is_null(1), "NaN numeric is null in the lake");
@@ -122,11 +140,26 @@ fn check_batch(batch: &RecordBatch) {
     let ai = col("ai").as_list::<i32>();
     let first = ai.value(0);
     let first = first.as_primitive::<Int32Type>();
-    assert_eq!((first.len(), first.value(0), first.is_null(1), first.value(2)), (3, 1, true, 3));
-    assert!(ai.is_null(2), "a 2-D value in an int4[] column is unavailable");
+    assert_eq!(
+        (
+            first.len(),
+            first.value(0),
+            first.is_null(1),
+            first.value(2)
+        ),
+        (3, 1, true, 3)
+    );
+    assert!(
+        ai.is_null(2),
+        "a 2-D value in an int4[] column is unavailable"
+    );
     let unavailable = col("_unavailable").as_list::<i32>();
     let row3 = unavailable.value(2);
-    let names: Vec<_> = row3.as_string::<i32>().iter().map(|s| s.unwrap().to_owned()).collect();
+    let names: Vec<_> = row3
+        .as_string::<i32>()
+        .iter()
+        .map(|s| s.unwrap().to_owned())
+        .collect();
     assert_eq!(names, vec!["d", "ts", "ai"]);
     assert_eq!(col("_op").as_string::<i32>().value(0), "c");
 }

@@ -79,7 +79,9 @@ async fn unchanged_toast_is_filled_or_marked_never_silently_null() {
     .await
     .unwrap();
     // Incompressible-ish text well over the TOAST threshold (2 kB), stored out of line.
-    let body: String = (0..6000).map(|i| char::from(b'a' + ((i * 7 + i / 13) % 26) as u8)).collect();
+    let body: String = (0..6000)
+        .map(|i| char::from(b'a' + ((i * 7 + i / 13) % 26) as u8))
+        .collect();
     db.execute(&format!(
         "INSERT INTO docs VALUES (1, '{body}', 0); INSERT INTO docs_full VALUES (1, '{body}', 0);"
     ))

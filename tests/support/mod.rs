@@ -21,6 +21,7 @@
 
 pub mod cluster;
 pub mod database;
+pub mod s3;
 mod tls;
 mod util;
 
