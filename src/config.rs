@@ -35,6 +35,7 @@ pub enum ConfigError {
 pub struct Config {
     pub source: SourceConfig,
     pub capture: CaptureConfig,
+    pub lake: LakeConfig,
 }
 
 /// `[source]`: the Postgres database and its replication slot.
@@ -99,12 +100,69 @@ impl Default for CaptureConfig {
     }
 }
 
+/// `[lake]`: where the audit lake lives and how changes are flushed to it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// Lake location: a path, or a `file://`, `s3://`, `gs://` or `az://` URL. Env: WALAUDIT_LAKE.
+    pub url: String,
+    /// Flush a table once it holds this many pending changes.
+    pub flush_rows: usize,
+    /// Flush a table once its pending changes take about this many bytes.
+    #[serde(with = "size_text")]
+    pub flush_bytes: u64,
+    /// Flush a table once its oldest pending change is this old.
+    #[serde(with = "duration_text")]
+    pub flush_interval: Duration,
+    /// Memory for pending changes across all tables; past it the largest table is flushed.
+    #[serde(with = "size_text")]
+    pub max_memory: u64,
+    /// Compact small files of a table every this many commits to it (0: never).
+    pub optimize_every_commits: u64,
+    /// Attempts of one Delta commit on transient storage errors before the engine stops.
+    pub commit_attempts: u32,
+    /// S3 (and S3-compatible) options; unset values come from the usual AWS_* variables.
+    pub s3: S3Config,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        LakeConfig {
+            url: "./lake".into(),
+            flush_rows: 100_000,
+            flush_bytes: 64 << 20,
+            flush_interval: Duration::from_secs(1),
+            max_memory: 256 << 20,
+            optimize_every_commits: 500,
+            commit_attempts: 6,
+            s3: S3Config::default(),
+        }
+    }
+}
+
+/// `[lake.s3]`: options of an `s3://` lake.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Endpoint of an S3-compatible server, e.g. `http://localhost:9000` (AWS_ENDPOINT_URL).
+    pub endpoint: Option<String>,
+    /// Region (AWS_REGION).
+    pub region: Option<String>,
+    /// Access key id (AWS_ACCESS_KEY_ID).
+    pub access_key_id: Option<String>,
+    /// Secret access key (AWS_SECRET_ACCESS_KEY).
+    pub secret_access_key: Option<String>,
+    /// Allow plain `http://` endpoints (AWS_ALLOW_HTTP).
+    pub allow_http: Option<bool>,
+}
+
 /// Values that override the file, from the environment or flags.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
     pub source: Option<String>,
     pub slot: Option<String>,
     pub publication: Option<String>,
+    pub lake: Option<String>,
 }
 
 impl Config {
@@ -146,6 +204,9 @@ impl Config {
         if let Some(publication) = &o.publication {
             self.source.publication = publication.clone();
         }
+        if let Some(lake) = &o.lake {
+            self.lake.url = lake.clone();
+        }
     }
 
     /// Check values whose type alone does not make them valid.
@@ -185,6 +246,33 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        self.validate_lake()
+    }
+
+    fn validate_lake(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        };
+        let lake = &self.lake;
+        if lake.url.trim().is_empty() {
+            return Err(invalid("lake.url", "must not be empty"));
+        }
+        if lake.flush_rows == 0 {
+            return Err(invalid("lake.flush_rows", "must be at least 1"));
+        }
+        if lake.flush_bytes < 64 << 10 {
+            return Err(invalid("lake.flush_bytes", "must be at least 64KiB"));
+        }
+        if lake.flush_interval < Duration::from_millis(10) {
+            return Err(invalid("lake.flush_interval", "must be at least 10ms"));
+        }
+        if lake.max_memory < 1 << 20 {
+            return Err(invalid("lake.max_memory", "must be at least 1MiB"));
+        }
+        if lake.commit_attempts == 0 {
+            return Err(invalid("lake.commit_attempts", "must be at least 1"));
+        }
         Ok(())
     }
 
@@ -195,13 +283,14 @@ impl Config {
 }
 
 impl Overrides {
-    /// `WALAUDIT_SOURCE`, `WALAUDIT_SLOT`, `WALAUDIT_PUBLICATION`.
+    /// `WALAUDIT_SOURCE`, `WALAUDIT_SLOT`, `WALAUDIT_PUBLICATION`, `WALAUDIT_LAKE`.
     pub fn from_env() -> Overrides {
         let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
         Overrides {
             source: var("WALAUDIT_SOURCE"),
             slot: var("WALAUDIT_SLOT"),
             publication: var("WALAUDIT_PUBLICATION"),
+            lake: var("WALAUDIT_LAKE"),
         }
     }
 }
@@ -309,6 +398,25 @@ mod tests {
         assert_eq!(config.source.slot, "walaudit");
         assert_eq!(config.capture.max_memory, 128 << 20);
         assert_eq!(config.source.status_interval, Duration::from_secs(10));
+        assert_eq!(config.lake, LakeConfig::default());
+    }
+
+    #[test]
+    fn lake_keys_are_validated() {
+        let config = Config::from_toml(
+            "[lake]\nurl = \"s3://bucket/lake\"\nflush_rows = 10\nflush_interval = \"250ms\"\n\
+             [lake.s3]\nendpoint = \"http://localhost:9000\"\nallow_http = true\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.lake.flush_interval, Duration::from_millis(250));
+        assert_eq!(config.lake.s3.allow_http, Some(true));
+        let mut bad = config.clone();
+        bad.lake.flush_rows = 0;
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.starts_with("config key `lake.flush_rows`"), "{err}");
+        let err = Config::from_toml("[lake.s3]\nbucket = \"x\"\n").unwrap_err();
+        assert!(err.contains("bucket"), "{err}");
     }
 
     #[test]

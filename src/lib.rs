@@ -16,6 +16,7 @@
 //! * [`sink`]: the `capture → lake` seam and an in-memory implementation.
 //! * [`lake`]: Arrow row building for change tables (the Delta writer comes on top).
 //! * [`pipeline`]: wires the stages and owns shutdown.
+//! * [`query`]: read-only DataFusion SQL over the lake (change logs, current state, as-of).
 
 pub mod api;
 pub mod capture;
@@ -26,6 +27,7 @@ pub mod lake;
 pub mod lsn;
 pub mod metrics;
 pub mod pipeline;
+pub mod query;
 pub mod sink;
 pub mod source;
 

@@ -47,6 +47,8 @@ pub const SINK_QUEUE_CHUNKS: usize = 8;
 
 /// Transactions remembered for the end-to-end lag metric (oldest first).
 const MAX_LAG_SAMPLES: usize = 100_000;
+/// How often the sink's timer ([`Sink::tick`]) fires.
+pub const SINK_TICK: Duration = Duration::from_millis(100);
 
 /// How long shutdown waits for the sink to flush before giving up (nothing is confirmed then).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
@@ -423,18 +425,33 @@ fn quote_ident(name: &str) -> String {
 }
 
 /// The sink task: applies commands in order and publishes the durable LSN after each.
-/// Hands the sink back when the queue closes or a call fails, so a reconnect can reuse it.
+/// Applies commands in order and calls the sink's timer; hands the sink back when the queue
+/// closes or a call fails, so a reconnect can reuse it.
 async fn sink_loop<S: Sink>(
     mut sink: S,
     mut rx: mpsc::Receiver<SinkCmd>,
     durable: watch::Sender<Lsn>,
 ) -> (S, Result<(), SinkError>) {
-    while let Some(cmd) = rx.recv().await {
+    let mut tick = tokio::time::interval(SINK_TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let cmd = tokio::select! {
+            biased;
+            // 1. The timer (at most every SINK_TICK): age flushes happen even under a
+            //    sustained stream of commands, and while no data arrives.
+            _ = tick.tick() => None,
+            // 2. Commands, in order: they carry the data and the flush requests.
+            cmd = rx.recv() => match cmd {
+                Some(cmd) => Some(cmd),
+                None => break,
+            },
+        };
         let applied = match cmd {
-            SinkCmd::Write(meta, changes) => sink.write(&meta, changes).await,
-            SinkCmd::Commit(meta, messages) => sink.commit(&meta, messages).await,
-            SinkCmd::Message(message) => sink.message(message).await,
-            SinkCmd::Flush(reply) => sink.flush().await.map(|lsn| {
+            None => sink.tick().await,
+            Some(SinkCmd::Write(meta, changes)) => sink.write(&meta, changes).await,
+            Some(SinkCmd::Commit(meta, messages)) => sink.commit(&meta, messages).await,
+            Some(SinkCmd::Message(message)) => sink.message(message).await,
+            Some(SinkCmd::Flush(reply)) => sink.flush().await.map(|lsn| {
                 let _ = reply.send(lsn);
             }),
         };

@@ -21,6 +21,9 @@
 //!   durable LSN; the engine calls it before a clean exit. Dropping a sink without flushing
 //!   loses only what was never confirmed.
 //! * **Concurrency**: one task owns the sink; methods are never called concurrently.
+//! * **Timer**: [`Sink::tick`] is called periodically (about every 100 ms) between commands,
+//!   also while no data arrives, so a sink can flush on age. It may be called between the
+//!   `write`s and the `commit` of one transaction; the default does nothing.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -75,6 +78,11 @@ pub trait Sink: Send {
 
     /// The `end_lsn` up to which everything is durable (see the contract above).
     fn durable_lsn(&self) -> Lsn;
+
+    /// Periodic timer (see the contract above): flush what is due by age.
+    fn tick(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// What a [`MemorySink`] stored for one transaction.

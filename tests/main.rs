@@ -13,5 +13,9 @@
 mod support;
 
 mod capture;
+mod crash;
 mod doctor;
 mod harness;
+mod lake;
+mod lake_s3;
+mod query;

@@ -9,6 +9,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Overrides};
 
 pub mod doctor;
+pub mod lake;
+pub mod query;
+pub mod run;
 pub mod tail;
 
 /// Change-data-capture from PostgreSQL into an auditable Delta Lake.
@@ -31,6 +34,13 @@ pub enum Command {
     Tail(tail::TailArgs),
     /// Check the source the way the engine will use it, and say what to fix.
     Doctor(doctor::DoctorArgs),
+    /// Run the engine: capture every committed change into the Delta lake (until a signal,
+    /// or with --drain until everything committed before start is in the lake).
+    Run(run::RunArgs),
+    /// Maintain the lake's Delta tables: optimize, vacuum, checkpoint.
+    Lake(lake::LakeArgs),
+    /// Run read-only SQL over the lake: change logs, current.<schema>.<table>, as_of(...).
+    Query(query::QueryArgs),
 }
 
 /// Flags every command that connects to the source accepts; they override config and env.
@@ -50,6 +60,7 @@ impl SourceArgs {
             source: self.source.clone(),
             slot,
             publication: self.publication.clone(),
+            lake: None,
         }
     }
 }
@@ -58,6 +69,9 @@ impl SourceArgs {
 pub enum Prepared {
     Tail(tail::Tail),
     Doctor(doctor::Doctor),
+    Run(Box<run::Run>),
+    Lake(lake::LakeCommand),
+    Query(query::Query),
 }
 
 impl Command {
@@ -72,6 +86,19 @@ impl Command {
                 let cfg = Config::load(config, &args.source.overrides(args.slot.clone()))?;
                 Ok(Prepared::Doctor(doctor::Doctor::new(args, cfg)))
             }
+            Command::Run(args) => {
+                let cfg = Config::load(config, &args.overrides())?;
+                Ok(Prepared::Run(Box::new(run::Run::new(args, cfg)?)))
+            }
+            Command::Lake(args) => {
+                let overrides = Overrides {
+                    lake: args.lake.clone(),
+                    ..Overrides::default()
+                };
+                let cfg = Config::load(config, &overrides)?;
+                Ok(Prepared::Lake(lake::LakeCommand::new(args, cfg)?))
+            }
+            Command::Query(args) => Ok(Prepared::Query(query::Query::new(args)?)),
         }
     }
 }
@@ -83,6 +110,9 @@ impl Prepared {
         match self {
             Prepared::Tail(tail) => tail.run(cancel).await,
             Prepared::Doctor(doctor) => doctor.run().await,
+            Prepared::Run(run) => run.run(cancel).await,
+            Prepared::Lake(lake) => lake.run().await,
+            Prepared::Query(query) => query.run(cancel).await,
         }
     }
 }

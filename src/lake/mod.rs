@@ -1,19 +1,37 @@
-//! The audit lake: change-table schemas and Arrow row building (the Delta writer comes next).
+//! The audit lake: change-table schemas, Arrow row building, and the Delta writer.
 //!
 //! ```text
-//!  (TxnMeta, Change) ──► ChangeBatchBuilder::append ──► typed Arrow builders (one per column)
-//!                                                   ──► finish() ──► RecordBatch (change_schema)
+//!  (TxnMeta, Change) ──► LakeSink ──► ChangeBatchBuilder::append ──► typed Arrow builders
+//!                          │      flush (rows | bytes | age | memory)
+//!                          ▼
+//!                  evolve::conform ──► LakeTable::append ──► one Delta commit + txn marker
+//!                          │                                   <lake>/<schema>/<table>/
+//!                          └──► _walaudit/transactions, _walaudit/messages
 //! ```
 //!
 //! # Invariants
 //! * The on-storage layout is LAKE_FORMAT.md: source columns first, then the metadata columns.
 //! * A value the lake type cannot hold is written as null **and** named in `_unavailable`;
 //!   nothing is dropped, rounded or clamped (except ±infinity dates/timestamps, by contract).
+//! * Every append is one Delta commit carrying the exactly-once marker (`txn` action
+//!   `walaudit:<slot>` = commit LSN of the last transaction in it); markers never go backward.
 
 mod column;
+mod engine;
+mod error;
 
 pub mod batch;
+pub mod durable;
+pub mod evolve;
+pub mod maintenance;
 pub mod schema;
+pub mod sink;
+pub mod storage;
+pub mod table;
 
 pub use batch::ChangeBatchBuilder;
+pub use error::LakeError;
 pub use schema::{SchemaError, change_schema, messages_schema, transactions_schema};
+pub use sink::{LakeSink, LakeSinkOptions, LakeStats};
+pub use storage::LakeLocation;
+pub use table::{LakeTable, Marker};

@@ -1,0 +1,285 @@
+//! End-to-end benchmark: `walaudit run --drain` into a local Delta lake against
+//! `pg_recvlogical` (no decoding, no writing) draining the same backlog.
+//!
+//! The backlog is the "orders" workload (1M inserts in transactions of 1,000 + 200k updates in
+//! transactions of 100 of `orders(id bigserial pk, customer_id int, amount numeric(12,2),
+//! status text, note text, created_at timestamptz, updated_at timestamptz)`) on a throwaway
+//! cluster. Four slots exist before the workload, so each contender drains the identical
+//! backlog twice, in alternating order (recvlogical, walaudit, walaudit, recvlogical): the
+//! ratio is not an artefact of a warm or cold page cache.
+//!
+//! Figures printed: changes/s of each run, the median rate of each contender, the ratio
+//! walaudit / pg_recvlogical (target ≥ 0.9), and walaudit's peak RSS (VmHWM, target
+//! ≤ 512 MiB). The walaudit lake is read back (deltalake + DataFusion) to prove that every
+//! change was written.
+//!
+//! `WALAUDIT_BENCH_ROWS` scales the workload (default 1000000 inserts; updates are a fifth).
+
+#[path = "../tests/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use deltalake::datafusion::prelude::SessionContext;
+
+const INSERTS_PER_TXN: u64 = 1000;
+const UPDATES_PER_TXN: u64 = 100;
+const TARGET_RATIO: f64 = 0.9;
+const TARGET_RSS_MIB: f64 = 512.0;
+
+fn main() -> Result<()> {
+    let inserts: u64 = std::env::var("WALAUDIT_BENCH_ROWS")
+        .ok()
+        .map(|v| v.parse().context("WALAUDIT_BENCH_ROWS must be a number"))
+        .transpose()?
+        .unwrap_or(1_000_000);
+    let updates = inserts / 5;
+    let changes = inserts + updates;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(bench(inserts, updates, changes))
+}
+
+struct Figure {
+    who: &'static str,
+    seconds: f64,
+    peak_rss: Option<u64>,
+}
+
+async fn bench(inserts: u64, updates: u64, changes: u64) -> Result<()> {
+    let options = support::ClusterOptions::default().setting("logical_decoding_work_mem", "64MB");
+    let cluster = support::PgCluster::start_async(options).await?;
+    let db = cluster.fresh_db("lakebench").await?;
+    db.execute(
+        "CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int NOT NULL,
+            amount numeric(12,2) NOT NULL, status text NOT NULL, note text,
+            created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)",
+    )
+    .await?;
+    db.execute("CREATE PUBLICATION walaudit FOR TABLE orders")
+        .await?;
+    let slots = ["recv_1", "walaudit_1", "walaudit_2", "recv_2"];
+    for slot in slots {
+        db.execute(&format!(
+            "SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')"
+        ))
+        .await?;
+    }
+    eprintln!("filling the backlog: {inserts} inserts + {updates} updates...");
+    let filled = Instant::now();
+    fill(&db, inserts, updates).await?;
+    let endpos: String = db.scalar("SELECT pg_current_wal_lsn()::text").await?;
+    let wal_mib: f64 = db
+        .scalar(&format!(
+            "SELECT ((pg_current_wal_lsn() - confirmed_flush_lsn) / 1048576.0)::float8 \
+             FROM pg_replication_slots WHERE slot_name = '{}'",
+            slots[0]
+        ))
+        .await?;
+    eprintln!(
+        "filled in {:.1}s; {wal_mib:.0} MiB of WAL per slot",
+        filled.elapsed().as_secs_f64()
+    );
+
+    let bin = env!("CARGO_BIN_EXE_walaudit");
+    let work = tempfile::tempdir()?;
+    let mut figures = Vec::new();
+    for slot in slots {
+        let figure = if slot.starts_with("recv") {
+            recvlogical(&cluster.bin("pg_recvlogical"), &db.url, slot, &endpos)?
+        } else {
+            let lake = work.path().join(slot);
+            let figure = walaudit(bin, &db.url, slot, &lake)?;
+            let written = count_lake_rows(&lake.join("public/orders")).await?;
+            ensure!(
+                written == changes as i64,
+                "walaudit wrote {written} changes, the workload made {changes}"
+            );
+            figure
+        };
+        println!(
+            "{:<14} {:>10} changes {:>8.2}s {:>10.0} changes/s{}",
+            figure.who,
+            changes,
+            figure.seconds,
+            changes as f64 / figure.seconds,
+            figure
+                .peak_rss
+                .map(|b| format!("   peak RSS {:.0} MiB", mib(b)))
+                .unwrap_or_default()
+        );
+        figures.push(figure);
+    }
+    // Best of the two runs of each contender.
+    let rate = |who: &str| {
+        figures
+            .iter()
+            .filter(|f| f.who == who)
+            .map(|f| changes as f64 / f.seconds)
+            .fold(0.0, f64::max)
+    };
+    let (recv, ours) = (rate("pg_recvlogical"), rate("walaudit"));
+    let peak = figures.iter().filter_map(|f| f.peak_rss).max().unwrap_or(0);
+    println!("walaudit lake benchmark: orders backlog, {inserts} inserts + {updates} updates");
+    println!(
+        "result: pg_recvlogical {recv:.0} changes/s (best of 2), walaudit {ours:.0} changes/s (best of 2)"
+    );
+    println!(
+        "result: ratio walaudit / pg_recvlogical = {:.2} (target >= {TARGET_RATIO}): {}",
+        ours / recv,
+        if ours / recv >= TARGET_RATIO {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    println!(
+        "result: walaudit peak RSS {:.0} MiB (target <= {TARGET_RSS_MIB} MiB): {}",
+        mib(peak),
+        if mib(peak) <= TARGET_RSS_MIB {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    drop(db);
+    cluster.shutdown_async().await?;
+    Ok(())
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+async fn fill(db: &support::TestDb, inserts: u64, updates: u64) -> Result<()> {
+    let insert_txns = inserts.div_ceil(INSERTS_PER_TXN);
+    db.execute(&format!(
+        "DO $$ BEGIN FOR b IN 0..{last} LOOP
+           INSERT INTO orders (customer_id, amount, status, note, created_at, updated_at)
+           SELECT (g * 7919) % 100000, ((g * 31) % 1000000) / 100.0,
+                  (ARRAY['new','paid','shipped','cancelled'])[1 + g % 4],
+                  'order note ' || g, now() - g * interval '1 second', now()
+           FROM generate_series(b::bigint * {INSERTS_PER_TXN} + 1,
+                                least((b + 1) * {INSERTS_PER_TXN}, {inserts})) g;
+           COMMIT;
+         END LOOP; END $$",
+        last = insert_txns - 1
+    ))
+    .await?;
+    let update_txns = updates.div_ceil(UPDATES_PER_TXN);
+    db.execute(&format!(
+        "DO $$ BEGIN FOR b IN 0..{last} LOOP
+           UPDATE orders SET status = 'shipped', amount = amount + 1, updated_at = now()
+           WHERE id > b * {UPDATES_PER_TXN} AND id <= least((b + 1) * {UPDATES_PER_TXN}, {updates});
+           COMMIT;
+         END LOOP; END $$",
+        last = update_txns.max(1) - 1
+    ))
+    .await
+}
+
+/// pg_recvlogical from the slot's start to `endpos`, output discarded.
+fn recvlogical(bin: &Path, url: &str, slot: &str, endpos: &str) -> Result<Figure> {
+    let started = Instant::now();
+    let out = Command::new(bin)
+        .args(["-d", url, "--slot", slot, "--start", "--no-loop"])
+        .args(["-o", "proto_version=1", "-o", "publication_names=walaudit"])
+        .args(["--endpos", endpos, "-f", "/dev/null"])
+        .stdout(Stdio::null())
+        .output()
+        .context("run pg_recvlogical")?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "pg_recvlogical failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(Figure {
+        who: "pg_recvlogical",
+        seconds,
+        peak_rss: None,
+    })
+}
+
+/// `walaudit run --drain` into `lake`, sampling its RSS every 50 ms.
+fn walaudit(bin: &str, url: &str, slot: &str, lake: &Path) -> Result<Figure> {
+    let log = lake.with_extension("log");
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .env("WALAUDIT_LISTEN", "127.0.0.1:0")
+        .args([
+            "run",
+            "--drain",
+            "--source",
+            url,
+            "--slot",
+            slot,
+            "--publication",
+            "walaudit",
+        ])
+        .arg("--lake")
+        .arg(lake)
+        .env("WALAUDIT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log)?))
+        .spawn()
+        .context("spawn walaudit")?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            for line in text.lines() {
+                if let Some(rest) = line
+                    .strip_prefix("VmHWM:")
+                    .or_else(|| line.strip_prefix("VmRSS:"))
+                {
+                    let kib: u64 = rest
+                        .trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse()
+                        .unwrap_or(0);
+                    peak = peak.max(kib * 1024);
+                }
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(30).collect();
+        bail!(
+            "walaudit run --drain failed ({status}):\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    Ok(Figure {
+        who: "walaudit",
+        seconds,
+        peak_rss: Some(peak),
+    })
+}
+
+/// Rows of the Delta table at `dir`, read with deltalake + DataFusion.
+async fn count_lake_rows(dir: &Path) -> Result<i64> {
+    let url = deltalake::ensure_table_uri(dir.to_str().context("utf-8 path")?)?;
+    let table = deltalake::open_table(url).await?;
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state())?;
+    ctx.register_table("t", table.table_provider().await?)?;
+    let batches = ctx.sql("SELECT count(*) FROM t").await?.collect().await?;
+    let column = batches[0].column(0);
+    let counts = column
+        .as_any()
+        .downcast_ref::<deltalake::arrow::array::Int64Array>()
+        .context("count(*) is an Int64")?;
+    Ok(counts.value(0))
+}

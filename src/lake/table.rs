@@ -1,0 +1,447 @@
+//! One Delta table of the lake: open or create it, read its exactly-once marker, append to it.
+//!
+//! ```text
+//!  open(url) ──► load ──(not a table)──► create (schema, properties) ──► read marker
+//!  append(batches, marker) ──► write (schema merge) + txn actions in ONE commit
+//!        └─(transient error)──► backoff, reload, marker landed? done : retry
+//! ```
+//!
+//! # Exactly-once marker
+//! Each commit carries `txn` actions (LAKE_FORMAT.md "Exactly-once marker"):
+//! * `walaudit:<slot>` = the commit LSN of the last *complete* transaction in the table;
+//! * `walaudit:<slot>:partial` and `walaudit:<slot>:partial-seq` = the commit LSN and last `_seq`
+//!   of a transaction whose changes to this table were only partly written (a huge transaction
+//!   flushed before its end, so memory stays bounded). Partial markers are written only then.
+//!
+//! A change `(lsn, seq)` is held by the table iff `lsn ≤ complete` or
+//! `(lsn = partial, seq ≤ partial-seq)`.
+//!
+//! # Invariants
+//! * A commit's markers never go backward (checked against the stored ones; delta-rs does not).
+//! * A retried commit is never applied twice: before retrying, the stored markers are re-read and
+//!   a commit that landed despite the error counts as done.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{StructType, Transaction};
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use url::Url;
+
+use super::LakeError;
+use crate::Lsn;
+
+/// Table property: commits between checkpoints.
+pub const CHECKPOINT_INTERVAL: &str = "20";
+/// Table property: how long log entries are kept once checkpointed.
+pub const LOG_RETENTION: &str = "interval 7 days";
+/// Custom table property: the source table, `schema.table`.
+pub const PROP_SOURCE_TABLE: &str = "walaudit.sourceTable";
+/// Custom table property: JSON array of the replica-identity key columns, in order.
+pub const PROP_KEY_COLUMNS: &str = "walaudit.keyColumns";
+
+/// What a table holds of the source's changes (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Marker {
+    /// Commit LSN of the last transaction written completely.
+    pub complete: Option<Lsn>,
+    /// Commit LSN and last seq of a transaction written in part.
+    pub partial: Option<(Lsn, u64)>,
+}
+
+impl Marker {
+    /// The table holds change `seq` of the transaction committed at `lsn`.
+    pub fn holds(&self, lsn: Lsn, seq: u64) -> bool {
+        self.complete.is_some_and(|c| lsn <= c)
+            || self.partial.is_some_and(|(p, s)| p == lsn && seq <= s)
+    }
+
+    /// The table holds every change of the transaction committed at `lsn`.
+    pub fn holds_txn(&self, lsn: Lsn) -> bool {
+        self.complete.is_some_and(|c| lsn <= c)
+    }
+
+    /// `self` is at or past `other`.
+    fn covers(&self, other: &Marker) -> bool {
+        let complete = other
+            .complete
+            .is_none_or(|o| self.complete.is_some_and(|c| c >= o));
+        let partial = other.partial.is_none_or(|(lsn, seq)| self.holds(lsn, seq));
+        complete && partial
+    }
+}
+
+/// How a table is opened: identity, schema for creation, properties.
+#[derive(Clone, Debug)]
+pub struct TableSpec {
+    pub url: Url,
+    pub storage_options: HashMap<String, String>,
+    /// Name for logs and errors (`schema.table` or `_walaudit/name`).
+    pub name: String,
+    pub schema: SchemaRef,
+    /// Extra configuration (custom `walaudit.*` keys) set at creation.
+    pub properties: Vec<(String, String)>,
+    /// `walaudit:<slot>`.
+    pub app_id: String,
+    /// Attempts of a commit on transient errors.
+    pub attempts: u32,
+}
+
+/// An open Delta table of the lake.
+pub struct LakeTable {
+    spec: TableSpec,
+    table: DeltaTable,
+    marker: Marker,
+    commits: u64,
+}
+
+impl LakeTable {
+    /// Open the table at `spec.url`, creating it when it does not exist.
+    pub async fn open(spec: TableSpec) -> Result<LakeTable, LakeError> {
+        let err = |action, e| LakeError::delta(action, spec.name.clone(), e);
+        if let Some(path) = spec
+            .url
+            .to_file_path()
+            .ok()
+            .filter(|_| spec.url.scheme() == "file")
+        {
+            std::fs::create_dir_all(&path)
+                .map_err(|e| err("create", DeltaTableError::generic(e.to_string())))?;
+        }
+        let mut table = DeltaTableBuilder::from_url(spec.url.clone())
+            .map_err(|e| err("locate", e))?
+            .with_storage_options(spec.storage_options.clone())
+            .build()
+            .map_err(|e| err("open", e))?;
+        match table.load().await {
+            Ok(()) => {}
+            Err(DeltaTableError::NotATable(_)) => {
+                table = create(&table, &spec).await.map_err(|e| err("create", e))?;
+                tracing::info!(table = %spec.name, "created delta table");
+            }
+            Err(e) => return Err(err("open", e)),
+        }
+        let marker = read_marker(&table, &spec.app_id)
+            .await
+            .map_err(|e| err("read", e))?;
+        tracing::debug!(table = %spec.name, ?marker, "opened delta table");
+        Ok(LakeTable {
+            spec,
+            table,
+            marker,
+            commits: 0,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// What the table durably holds.
+    pub fn marker(&self) -> Marker {
+        self.marker
+    }
+
+    /// The table's current Arrow schema (after any schema merges).
+    pub fn arrow_schema(&self) -> Result<SchemaRef, LakeError> {
+        let state = self
+            .table
+            .snapshot()
+            .map_err(|e| LakeError::delta("read", self.name(), e))?;
+        Ok(state.snapshot().arrow_schema())
+    }
+
+    /// Commits made through this handle.
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+
+    /// The underlying table (for maintenance operations between appends).
+    pub fn delta(&self) -> &DeltaTable {
+        &self.table
+    }
+
+    /// Replace the handle after a maintenance operation committed.
+    pub fn set_delta(&mut self, table: DeltaTable) {
+        self.table = table;
+    }
+
+    /// Append `batches` and move the marker to `marker`, in one Delta commit. New columns in the
+    /// batches are merged into the table's schema.
+    pub async fn append(
+        &mut self,
+        batches: Vec<RecordBatch>,
+        marker: Marker,
+    ) -> Result<(), LakeError> {
+        self.check_forward(&marker)?;
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            match self.try_append(batches.clone(), marker).await {
+                Ok(table) => {
+                    self.table = table;
+                    self.marker = marker;
+                    self.commits += 1;
+                    return Ok(());
+                }
+                Err(e) if e.is_transient() && attempt < self.spec.attempts => {
+                    tracing::warn!(
+                        table = %self.spec.name, attempt, error = %e,
+                        "delta commit failed: retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                    attempt += 1;
+                    // The commit may have landed although the answer was lost.
+                    if self.reload().await.is_ok() && self.marker.covers(&marker) {
+                        self.commits += 1;
+                        return Ok(());
+                    }
+                    self.check_forward(&marker)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn try_append(
+        &self,
+        batches: Vec<RecordBatch>,
+        marker: Marker,
+    ) -> Result<DeltaTable, LakeError> {
+        let now = chrono_millis();
+        let mut txns = Vec::with_capacity(3);
+        if let Some(complete) = marker.complete {
+            txns.push(Transaction::new_with_last_update(
+                &self.spec.app_id,
+                lsn_i64(complete),
+                now,
+            ));
+        }
+        if let Some((lsn, seq)) = marker.partial {
+            let app = &self.spec.app_id;
+            txns.push(Transaction::new_with_last_update(
+                format!("{app}:partial"),
+                lsn_i64(lsn),
+                now,
+            ));
+            let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+            txns.push(Transaction::new_with_last_update(
+                format!("{app}:partial-seq"),
+                seq,
+                now,
+            ));
+        }
+        let props = CommitProperties::default().with_application_transactions(txns);
+        self.table
+            .clone()
+            .write(batches)
+            .with_save_mode(SaveMode::Append)
+            .with_schema_mode(SchemaMode::Merge)
+            .with_commit_properties(props)
+            .await
+            .map_err(|e| LakeError::delta("append to", self.spec.name.clone(), e))
+    }
+
+    /// Reload the table's state and marker from storage.
+    pub async fn reload(&mut self) -> Result<(), LakeError> {
+        let err = |e| LakeError::delta("reload", self.spec.name.clone(), e);
+        self.table.update_state().await.map_err(err)?;
+        self.marker = read_marker(&self.table, &self.spec.app_id)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn check_forward(&self, marker: &Marker) -> Result<(), LakeError> {
+        match (self.marker.complete, marker.complete) {
+            (Some(stored), new) if new.is_none_or(|n| n < stored) => {
+                Err(LakeError::VersionWentBack {
+                    table: self.spec.name.clone(),
+                    app_id: self.spec.app_id.clone(),
+                    stored: lsn_i64(stored),
+                    attempted: new.map_or(-1, lsn_i64),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn create(table: &DeltaTable, spec: &TableSpec) -> Result<DeltaTable, DeltaTableError> {
+    let schema: StructType = spec.schema.as_ref().try_into_kernel()?;
+    let mut config: Vec<(String, Option<String>)> = vec![
+        (
+            "delta.checkpointInterval".into(),
+            Some(CHECKPOINT_INTERVAL.into()),
+        ),
+        (
+            "delta.logRetentionDuration".into(),
+            Some(LOG_RETENTION.into()),
+        ),
+    ];
+    config.extend(
+        spec.properties
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone()))),
+    );
+    let name = spec
+        .name
+        .rsplit(['.', '/'])
+        .next()
+        .unwrap_or(&spec.name)
+        .to_owned();
+    table
+        .create()
+        .with_table_name(name)
+        .with_columns(schema.fields().cloned())
+        .with_configuration(config)
+        .with_raise_if_key_not_exists(false)
+        .with_save_mode(SaveMode::Ignore)
+        .await
+}
+
+async fn read_marker(table: &DeltaTable, app_id: &str) -> Result<Marker, DeltaTableError> {
+    let state = table.snapshot()?;
+    let log = table.log_store();
+    let log = log.as_ref();
+    let complete = state
+        .transaction_version(log, app_id)
+        .await?
+        .map(lsn_from_i64);
+    let partial_lsn = state
+        .transaction_version(log, format!("{app_id}:partial"))
+        .await?
+        .map(lsn_from_i64);
+    let partial_seq = state
+        .transaction_version(log, format!("{app_id}:partial-seq"))
+        .await?;
+    let partial = match (partial_lsn, partial_seq) {
+        (Some(lsn), Some(seq)) if complete.is_none_or(|c| lsn > c) => {
+            Some((lsn, u64::try_from(seq).unwrap_or(0)))
+        }
+        _ => None,
+    };
+    Ok(Marker { complete, partial })
+}
+
+fn lsn_i64(lsn: Lsn) -> i64 {
+    i64::try_from(lsn.0).unwrap_or(i64::MAX)
+}
+
+fn lsn_from_i64(v: i64) -> Lsn {
+    Lsn(u64::try_from(v).unwrap_or(0))
+}
+
+fn chrono_millis() -> Option<i64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    i64::try_from(now.as_millis()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(dir: &std::path::Path) -> TableSpec {
+        let lake = super::super::LakeLocation::new(
+            dir.to_str().unwrap(),
+            &crate::config::S3Config::default(),
+        )
+        .unwrap();
+        TableSpec {
+            url: lake.engine_table_url("transactions"),
+            storage_options: HashMap::new(),
+            name: "_walaudit/transactions".into(),
+            schema: super::super::transactions_schema(),
+            properties: vec![("walaudit.custom".into(), "x".into())],
+            app_id: "walaudit:test".into(),
+            attempts: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn markers_survive_reopen_and_never_go_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = LakeTable::open(spec(dir.path())).await.unwrap();
+        assert_eq!(table.marker(), Marker::default());
+        let mut rows = super::super::engine::TxnRows::default();
+        let meta = crate::capture::TxnMeta {
+            xid: 1,
+            commit_lsn: Lsn(100),
+            end_lsn: Lsn(108),
+            commit_ts_micros: 0,
+            origin: None,
+            context: None,
+            change_count: 1,
+            streamed: false,
+        };
+        rows.append(&meta, &["public.t".into()]);
+        let partial = Marker {
+            complete: None,
+            partial: Some((Lsn(100), 3)),
+        };
+        table.append(vec![rows.finish()], partial).await.unwrap();
+        assert_eq!(
+            LakeTable::open(spec(dir.path())).await.unwrap().marker(),
+            partial
+        );
+        rows.append(&meta, &[]);
+        let done = Marker {
+            complete: Some(Lsn(100)),
+            partial: None,
+        };
+        table.append(vec![rows.finish()], done).await.unwrap();
+        rows.append(&meta, &[]);
+        let partial_later = Marker {
+            complete: Some(Lsn(100)),
+            partial: Some((Lsn(200), 0)),
+        };
+        table
+            .append(vec![rows.finish()], partial_later)
+            .await
+            .unwrap();
+        let reopened = LakeTable::open(spec(dir.path())).await.unwrap();
+        assert_eq!(reopened.marker(), partial_later);
+        let config = reopened
+            .delta()
+            .snapshot()
+            .unwrap()
+            .metadata()
+            .configuration()
+            .clone();
+        assert_eq!(config["walaudit.custom"], "x");
+        rows.append(&meta, &[]);
+        let back = Marker {
+            complete: Some(Lsn(50)),
+            partial: None,
+        };
+        let err = table.append(vec![rows.finish()], back).await.unwrap_err();
+        assert!(matches!(err, LakeError::VersionWentBack { .. }), "{err}");
+    }
+
+    #[test]
+    fn marker_holds() {
+        let m = Marker {
+            complete: Some(Lsn(100)),
+            partial: Some((Lsn(200), 5)),
+        };
+        assert!(m.holds(Lsn(100), 99) && m.holds(Lsn(50), 0));
+        assert!(m.holds(Lsn(200), 5) && !m.holds(Lsn(200), 6));
+        assert!(!m.holds(Lsn(150), 0) && !m.holds(Lsn(300), 0));
+        assert!(m.holds_txn(Lsn(100)) && !m.holds_txn(Lsn(200)));
+        let later = Marker {
+            complete: Some(Lsn(200)),
+            partial: None,
+        };
+        assert!(later.covers(&m) && !m.covers(&later));
+        assert!(Marker::default().covers(&Marker::default()));
+    }
+}

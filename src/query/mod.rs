@@ -1,0 +1,270 @@
+//! Read-only SQL over the lake (DataFusion): change logs, current state, as-of reconstruction.
+//!
+//! ```text
+//!  <lake>/<schema>/<table>  ──► lake.<schema>.<table>      the change log, one row per change
+//!                           ──► current.<schema>.<table>   latest image per key (a view)
+//!                           ──► as_of('<schema>.<table>', TIMESTAMP '…')   image at a moment
+//!  <lake>/_walaudit/<name>  ──► lake._walaudit.<name>      engine tables (transactions, messages)
+//!  functions: pg_lsn(bigint) -> text, lsn(text) -> bigint
+//! ```
+//!
+//! `lake` is the default catalog and `public` the default schema, so `orders`,
+//! `public.orders` and `lake.public.orders` are the same table. Names keep their Postgres case:
+//! quote mixed-case names as in Postgres (`"Sales"."Orders"`).
+//!
+//! # Invariants
+//! * Read-only: DDL, DML (including `COPY`) and session statements (`SET`, ...) are refused
+//!   before anything runs ([`QueryError::ReadOnly`]).
+//! * Bounded memory: the session's memory pool has a fixed size; operators that can spill do,
+//!   the others fail with a resources-exhausted error rather than grow.
+//! * A session sees the table versions of the moment it was opened: open a new one to see
+//!   newer commits.
+
+mod error;
+mod functions;
+mod lake;
+mod output;
+mod views;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deltalake::ObjectStore;
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafusion::catalog::view::ViewTable;
+use deltalake::datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider,
+};
+use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use deltalake::datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use futures_util::TryStreamExt;
+
+pub use error::QueryError;
+pub use functions::{lsn_udf, pg_lsn_udf};
+pub use lake::{ENGINE_SCHEMA, KEY_COLUMNS_KEY, SOURCE_TABLE_KEY, TableKind};
+pub use output::{OutputFormat, ResultWriter};
+pub use views::{AS_OF, quote_ident};
+
+/// The catalog of the tables as stored (change logs and engine tables); the default catalog.
+pub const LAKE_CATALOG: &str = "lake";
+/// The catalog of the current-state views.
+pub const CURRENT_CATALOG: &str = "current";
+/// The default schema for unqualified table names.
+pub const DEFAULT_SCHEMA: &str = "public";
+/// Default size of the session's memory pool.
+pub const DEFAULT_MEMORY_LIMIT: usize = 1 << 30;
+
+/// How to open a [`LakeQuery`].
+#[derive(Clone, Debug)]
+pub struct LakeOptions {
+    /// object_store / delta-rs storage options (credentials, endpoint, region, ...).
+    pub storage_options: HashMap<String, String>,
+    /// A store rooted at the bucket (or filesystem root) to read through instead of one built
+    /// from the URL and `storage_options`.
+    pub object_store: Option<Arc<dyn ObjectStore>>,
+    /// Size of the memory pool shared by the session's queries, in bytes.
+    pub memory_limit: usize,
+    /// Longest a query may take, planning and reading its whole result included.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for LakeOptions {
+    fn default() -> Self {
+        LakeOptions {
+            storage_options: HashMap::new(),
+            object_store: None,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            timeout: None,
+        }
+    }
+}
+
+/// A table the session exposes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableSummary {
+    /// SQL schema (the Postgres schema, or `_walaudit`).
+    pub schema: String,
+    pub name: String,
+    pub kind: TableKind,
+    /// Where the Delta table is.
+    pub url: String,
+    /// Delta version the session reads.
+    pub version: Option<deltalake::kernel::Version>,
+    /// Key columns of a change table (all source columns when the table has no key).
+    pub key_columns: Vec<String>,
+}
+
+/// A read-only DataFusion session over one lake.
+pub struct LakeQuery {
+    ctx: SessionContext,
+    lake: String,
+    tables: Vec<TableSummary>,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for LakeQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakeQuery")
+            .field("lake", &self.lake)
+            .field("tables", &self.tables.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LakeQuery {
+    /// Opens the lake at `lake` (a path, `file://`, or an object-store URL) and registers its
+    /// tables, views and functions.
+    pub async fn open(lake: &str, options: LakeOptions) -> Result<LakeQuery, QueryError> {
+        let mut location = lake::LakeLocation::parse(lake, options.storage_options)?;
+        location.object_store = options.object_store;
+        let found = lake::discover(&location).await?;
+
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(options.memory_limit, 1.0)
+            .build_arc()?;
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema(LAKE_CATALOG, DEFAULT_SCHEMA)
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        ctx.register_udf(pg_lsn_udf());
+        ctx.register_udf(lsn_udf());
+
+        let lake_catalog = ctx
+            .catalog(LAKE_CATALOG)
+            .expect("the default catalog is created with the session");
+        let current_catalog = Arc::new(MemoryCatalogProvider::new());
+        ctx.register_catalog(CURRENT_CATALOG, current_catalog.clone());
+
+        let mut tables = Vec::with_capacity(found.len());
+        for table in &found {
+            let provider = table
+                .table
+                .table_provider()
+                .await
+                .map_err(|e| QueryError::from_datafusion(e, lake))?;
+            schema_of(lake_catalog.as_ref(), &table.schema)
+                .register_table(table.name.clone(), provider)?;
+            tables.push(TableSummary {
+                schema: table.schema.clone(),
+                name: table.name.clone(),
+                kind: table.kind,
+                url: table.url(),
+                version: table.table.version(),
+                key_columns: table.key_columns.clone(),
+            });
+        }
+
+        let mut as_of_plans = HashMap::new();
+        for table in found.iter().filter(|t| t.kind == TableKind::Change) {
+            let current = ctx
+                .sql(&views::image_sql(LAKE_CATALOG, table, false))
+                .await?
+                .into_unoptimized_plan();
+            let view = Arc::new(ViewTable::new(current, None));
+            schema_of(current_catalog.as_ref(), &table.schema)
+                .register_table(table.name.clone(), view)?;
+            let as_of = ctx
+                .sql(&views::image_sql(LAKE_CATALOG, table, true))
+                .await?
+                .into_unoptimized_plan();
+            as_of_plans.insert(table.qualified_name(), as_of);
+        }
+        ctx.register_udtf(
+            AS_OF,
+            Arc::new(views::AsOf::new(as_of_plans, lake.to_owned())),
+        );
+
+        tracing::debug!(lake, tables = tables.len(), "lake opened for queries");
+        Ok(LakeQuery {
+            ctx,
+            lake: lake.to_owned(),
+            tables,
+            timeout: options.timeout,
+        })
+    }
+
+    /// The tables of the lake, sorted by schema and name.
+    pub fn tables(&self) -> &[TableSummary] {
+        &self.tables
+    }
+
+    /// The underlying session, for callers that build plans themselves. Its `sql` method does
+    /// not enforce read-only access: use [`LakeQuery::sql`] for untrusted SQL.
+    pub fn session(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Runs read-only `sql`, handing each result batch to `on_batch` as it arrives; returns the
+    /// result's schema. The timeout, if any, covers planning and the whole result.
+    pub async fn sql<F>(&self, sql: &str, mut on_batch: F) -> Result<SchemaRef, QueryError>
+    where
+        F: FnMut(&RecordBatch) -> Result<(), QueryError>,
+    {
+        let run = async {
+            let frame = self.plan(sql).await?;
+            let mut stream = frame
+                .execute_stream()
+                .await
+                .map_err(|e| QueryError::from_datafusion(e, &self.lake))?;
+            let schema = stream.schema();
+            while let Some(batch) = stream
+                .try_next()
+                .await
+                .map_err(|e| QueryError::from_datafusion(e, &self.lake))?
+            {
+                on_batch(&batch)?;
+            }
+            Ok(schema)
+        };
+        match self.timeout {
+            None => run.await,
+            Some(limit) => tokio::time::timeout(limit, run)
+                .await
+                .unwrap_or(Err(QueryError::Timeout(limit))),
+        }
+    }
+
+    /// Runs read-only `sql` and returns its whole result.
+    pub async fn collect(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+        let mut batches = Vec::new();
+        self.sql(sql, |batch| {
+            batches.push(batch.clone());
+            Ok(())
+        })
+        .await?;
+        Ok(batches)
+    }
+
+    /// Plans `sql`, refusing anything but queries.
+    async fn plan(
+        &self,
+        sql: &str,
+    ) -> Result<deltalake::datafusion::dataframe::DataFrame, QueryError> {
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        self.ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(|e| QueryError::from_datafusion(e, &self.lake))
+    }
+}
+
+/// The schema `name` of `catalog`, created when missing.
+fn schema_of(
+    catalog: &dyn CatalogProvider,
+    name: &str,
+) -> Arc<dyn deltalake::datafusion::catalog::SchemaProvider> {
+    if let Some(schema) = catalog.schema(name) {
+        return schema;
+    }
+    let schema = Arc::new(MemorySchemaProvider::new());
+    catalog
+        .register_schema(name, schema.clone())
+        .expect("a memory catalog accepts new schemas");
+    schema
+}
