@@ -98,7 +98,14 @@ impl Command {
                 let cfg = Config::load(config, &overrides)?;
                 Ok(Prepared::Lake(lake::LakeCommand::new(args, cfg)?))
             }
-            Command::Query(args) => Ok(Prepared::Query(query::Query::new(args)?)),
+            Command::Query(args) => {
+                let overrides = Overrides {
+                    lake: args.lake_url.clone(),
+                    ..Overrides::default()
+                };
+                let cfg = Config::load(config, &overrides)?;
+                Ok(Prepared::Query(query::Query::new(args, &cfg)?))
+            }
         }
     }
 }

@@ -21,9 +21,6 @@ use crate::query::{
     DEFAULT_MEMORY_LIMIT, LakeOptions, LakeQuery, OutputFormat, QueryError, ResultWriter,
 };
 
-/// Where the lake is when neither `--lake` nor `WALAUDIT_LAKE` says.
-pub const DEFAULT_LAKE: &str = "./lake";
-
 #[derive(Clone, Debug, Args)]
 pub struct QueryArgs {
     /// The SQL to run (queries only). Tables: <schema>.<table> (change log),
@@ -80,7 +77,8 @@ pub struct Query {
 }
 
 impl Query {
-    pub fn new(args: QueryArgs) -> anyhow::Result<Query> {
+    /// `config` gives the lake (`lake.url`, `[lake.s3]`) unless `--lake` names another.
+    pub fn new(args: QueryArgs, config: &crate::config::Config) -> anyhow::Result<Query> {
         if args.format == Format::Parquet && args.output.is_none() {
             return Err(QueryError::ParquetNeedsOutput.into());
         }
@@ -94,15 +92,26 @@ impl Query {
         if args.memory_limit == 0 {
             anyhow::bail!("--memory-limit must be at least 1 (MiB)");
         }
-        let options = LakeOptions {
-            memory_limit: args.memory_limit.saturating_mul(1 << 20),
-            timeout,
-            ..LakeOptions::default()
-        };
         let lake = args
             .lake_url
             .clone()
-            .unwrap_or_else(|| DEFAULT_LAKE.to_owned());
+            .unwrap_or_else(|| config.lake.url.clone());
+        // Remote lakes take the writer's storage options; a local path is only read (never
+        // created by a query).
+        let remote = lake.contains("://") && !lake.starts_with("file://");
+        let storage_options = match remote {
+            true => {
+                let location = crate::lake::storage::LakeLocation::new(&lake, &config.lake.s3)?;
+                location.storage_options().clone()
+            }
+            false => Default::default(),
+        };
+        let options = LakeOptions {
+            memory_limit: args.memory_limit.saturating_mul(1 << 20),
+            timeout,
+            storage_options,
+            ..LakeOptions::default()
+        };
         Ok(Query {
             args,
             lake,

@@ -56,7 +56,7 @@ impl Run {
     pub fn new(args: RunArgs, config: Config) -> anyhow::Result<Run> {
         let source = ConnParams::parse(config.source_url()?)?;
         let slot = config.source.slot.clone();
-        let lake = LakeSinkOptions::new(&config.lake, &slot)?;
+        let mut lake = LakeSinkOptions::new(&config.lake, &slot)?;
         let pipeline = PipelineOptions {
             source,
             slot: SlotMode::Permanent {
@@ -71,6 +71,7 @@ impl Run {
             drain: args.drain,
             metrics: Arc::new(Metrics::new()),
         };
+        lake.metrics = Arc::clone(&pipeline.metrics);
         Ok(Run {
             pipeline,
             lake,

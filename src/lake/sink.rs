@@ -49,6 +49,8 @@ pub struct LakeSinkOptions {
     pub max_memory: usize,
     pub optimize_every_commits: u64,
     pub commit_attempts: u32,
+    /// Where commits are counted (the engine's metrics).
+    pub metrics: crate::metrics::SharedMetrics,
 }
 
 impl LakeSinkOptions {
@@ -62,6 +64,7 @@ impl LakeSinkOptions {
             max_memory: usize::try_from(config.max_memory).unwrap_or(usize::MAX),
             optimize_every_commits: config.optimize_every_commits,
             commit_attempts: config.commit_attempts,
+            metrics: Default::default(),
         })
     }
 
@@ -340,7 +343,14 @@ impl LakeSink {
                 })?;
                 let started = Instant::now();
                 t.lake.append(vec![batch], marker).await?;
-                tracing::debug!(table = %name, rows, ms = started.elapsed().as_millis() as u64, "flushed");
+                let elapsed = started.elapsed();
+                let metrics = &self.opts.metrics;
+                metrics.lake_commit_seconds.observe(elapsed.as_secs_f64());
+                metrics
+                    .lake_rows
+                    .with_label_values(&[&name])
+                    .inc_by(rows as u64);
+                tracing::debug!(table = %name, rows, ms = elapsed.as_millis() as u64, "flushed");
                 let partial = t.open.is_some();
                 t.complete = None;
                 t.open = None;
