@@ -19,6 +19,7 @@ use crate::support::TestDb;
 
 mod evolution;
 mod exactly_once;
+mod through_query;
 mod workload;
 
 /// Sink options for a lake in `dir`, with small flush thresholds unless given.
