@@ -19,6 +19,7 @@ use crate::support::TestDb;
 
 mod evolution;
 mod exactly_once;
+mod signals;
 mod through_query;
 mod workload;
 

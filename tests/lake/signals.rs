@@ -1,0 +1,121 @@
+//! SIGTERM: the engine flushes what it holds, confirms it, and exits 0.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{open, rows, session};
+use crate::support::shared;
+
+/// The value of an unlabelled series on the engine's /metrics, if it answers.
+async fn metric(port: u16, name: &str) -> Option<f64> {
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    conn.write_all(request.as_bytes()).await.ok()?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body).await.ok()?;
+    let line = body.lines().find(|l| l.starts_with(&format!("{name} ")))?;
+    line[name.len()..].trim().parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_flushes_confirms_and_exits_zero() {
+    let db = shared().await.fresh_db("lake_sigterm").await.unwrap();
+    db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    // Nothing is flushed by size or age: only the shutdown flush can put rows in the lake.
+    let config = dir.path().join("walaudit.toml");
+    std::fs::write(
+        &config,
+        "[lake]\nflush_rows = 1000000\nflush_interval = \"1h\"\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_walaudit"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--source",
+            &db.url,
+        ])
+        .args(["--slot", &db.name, "--lake", lake.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(port, "walaudit_streaming").await != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the engine did not start streaming"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for id in 1..=10 {
+        db.execute(&format!("INSERT INTO t VALUES ({id})"))
+            .await
+            .unwrap();
+    }
+    while metric(port, "walaudit_transactions_total").await != Some(10.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the engine did not receive the transactions"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let end: String = db
+        .scalar("SELECT pg_current_wal_lsn()::text")
+        .await
+        .unwrap();
+    let pid = child.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert_eq!(
+        status.unwrap().code(),
+        Some(0),
+        "exit code; stderr: {stderr}"
+    );
+
+    let delta = open(&lake, "public", "t").await.unwrap();
+    let ctx = session(&delta).await.unwrap();
+    let ids = rows(&ctx, "SELECT id FROM t ORDER BY id").await.unwrap();
+    let want: Vec<Vec<String>> = (1..=10).map(|i| vec![i.to_string()]).collect();
+    assert_eq!(ids, want, "the shutdown flush wrote every received change");
+    let confirmed: String = db
+        .scalar(&format!(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = '{}'",
+            db.name
+        ))
+        .await
+        .unwrap();
+    let confirmed: walaudit::Lsn = confirmed.parse().unwrap();
+    let end: walaudit::Lsn = end.parse().unwrap();
+    assert!(
+        confirmed >= end,
+        "confirmed {confirmed} covers the inserts (wal was at {end})"
+    );
+}
