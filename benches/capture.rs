@@ -73,8 +73,6 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 const TARGET_CHANGES_PER_SEC: f64 = 1_000_000.0;
-const INSERTS_PER_TXN: u64 = 1000;
-const UPDATES_PER_TXN: u64 = 100;
 
 fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; nothing else is accepted.
@@ -274,41 +272,13 @@ async fn record(path: &Path, inserts: u64, updates: u64) -> Result<()> {
     let options = support::ClusterOptions::default().setting("logical_decoding_work_mem", "64MB");
     let cluster = support::PgCluster::start_async(options).await?;
     let db = cluster.fresh_db("bench").await?;
-    db.execute(
-        "CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int NOT NULL,
-            amount numeric(12,2) NOT NULL, status text NOT NULL, note text,
-            created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)",
-    )
-    .await?;
+    db.execute(support::orders::CREATE_ORDERS).await?;
     db.execute("CREATE PUBLICATION walaudit FOR TABLE orders")
         .await?;
     db.execute("SELECT pg_create_logical_replication_slot('bench', 'pgoutput')")
         .await?;
-    let insert_txns = inserts.div_ceil(INSERTS_PER_TXN);
-    db.execute(&format!(
-        "DO $$ BEGIN FOR b IN 0..{last} LOOP
-           INSERT INTO orders (customer_id, amount, status, note, created_at, updated_at)
-           SELECT (g * 7919) % 100000, ((g * 31) % 1000000) / 100.0,
-                  (ARRAY['new','paid','shipped','cancelled'])[1 + g % 4],
-                  'order note ' || g, now() - g * interval '1 second', now()
-           FROM generate_series(b::bigint * {INSERTS_PER_TXN} + 1,
-                                least((b + 1) * {INSERTS_PER_TXN}, {inserts})) g;
-           COMMIT;
-         END LOOP; END $$",
-        last = insert_txns - 1
-    ))
-    .await?;
-    let update_txns = updates.div_ceil(UPDATES_PER_TXN);
-    db.execute(&format!(
-        "DO $$ BEGIN FOR b IN 0..{last} LOOP
-           UPDATE orders SET status = 'shipped', amount = amount + 1, updated_at = now()
-           WHERE id > b * {UPDATES_PER_TXN} AND id <= least((b + 1) * {UPDATES_PER_TXN}, {updates});
-           COMMIT;
-         END LOOP; END $$",
-        last = update_txns.max(1) - 1
-    ))
-    .await?;
-    let expected_commits = insert_txns + update_txns;
+    support::orders::fill(&db, inserts, updates).await?;
+    let expected_commits = support::orders::transactions(inserts, updates);
 
     let params = ConnParams::parse(&db.url)?;
     let client = ReplicationClient::connect(&params).await?;

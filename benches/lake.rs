@@ -26,8 +26,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use deltalake::datafusion::prelude::SessionContext;
 
-const INSERTS_PER_TXN: u64 = 1000;
-const UPDATES_PER_TXN: u64 = 100;
 const TARGET_RATIO: f64 = 0.9;
 const TARGET_RSS_MIB: f64 = 512.0;
 
@@ -53,12 +51,7 @@ async fn bench(inserts: u64, updates: u64, changes: u64) -> Result<()> {
     let options = support::ClusterOptions::default().setting("logical_decoding_work_mem", "64MB");
     let cluster = support::PgCluster::start_async(options).await?;
     let db = cluster.fresh_db("lakebench").await?;
-    db.execute(
-        "CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int NOT NULL,
-            amount numeric(12,2) NOT NULL, status text NOT NULL, note text,
-            created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)",
-    )
-    .await?;
+    db.execute(support::orders::CREATE_ORDERS).await?;
     db.execute("CREATE PUBLICATION walaudit FOR TABLE orders")
         .await?;
     let slots = ["recv_1", "walaudit_1", "walaudit_2", "recv_2"];
@@ -70,7 +63,7 @@ async fn bench(inserts: u64, updates: u64, changes: u64) -> Result<()> {
     }
     eprintln!("filling the backlog: {inserts} inserts + {updates} updates...");
     let filled = Instant::now();
-    fill(&db, inserts, updates).await?;
+    support::orders::fill(&db, inserts, updates).await?;
     let endpos: String = db.scalar("SELECT pg_current_wal_lsn()::text").await?;
     let wal_mib: f64 = db
         .scalar(&format!(
@@ -152,33 +145,6 @@ async fn bench(inserts: u64, updates: u64, changes: u64) -> Result<()> {
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
-}
-
-async fn fill(db: &support::TestDb, inserts: u64, updates: u64) -> Result<()> {
-    let insert_txns = inserts.div_ceil(INSERTS_PER_TXN);
-    db.execute(&format!(
-        "DO $$ BEGIN FOR b IN 0..{last} LOOP
-           INSERT INTO orders (customer_id, amount, status, note, created_at, updated_at)
-           SELECT (g * 7919) % 100000, ((g * 31) % 1000000) / 100.0,
-                  (ARRAY['new','paid','shipped','cancelled'])[1 + g % 4],
-                  'order note ' || g, now() - g * interval '1 second', now()
-           FROM generate_series(b::bigint * {INSERTS_PER_TXN} + 1,
-                                least((b + 1) * {INSERTS_PER_TXN}, {inserts})) g;
-           COMMIT;
-         END LOOP; END $$",
-        last = insert_txns - 1
-    ))
-    .await?;
-    let update_txns = updates.div_ceil(UPDATES_PER_TXN);
-    db.execute(&format!(
-        "DO $$ BEGIN FOR b IN 0..{last} LOOP
-           UPDATE orders SET status = 'shipped', amount = amount + 1, updated_at = now()
-           WHERE id > b * {UPDATES_PER_TXN} AND id <= least((b + 1) * {UPDATES_PER_TXN}, {updates});
-           COMMIT;
-         END LOOP; END $$",
-        last = update_txns.max(1) - 1
-    ))
-    .await
 }
 
 /// pg_recvlogical from the slot's start to `endpos`, output discarded.

@@ -22,6 +22,7 @@
 mod binaries;
 pub mod cluster;
 pub mod database;
+pub mod orders;
 pub mod s3;
 mod supervisor;
 mod tls;
