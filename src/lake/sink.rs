@@ -23,6 +23,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow_array::RecordBatch;
+
 use super::durable::DurableTracker;
 use super::engine::{MessageRows, TxnRows};
 use super::evolve::{Diversion, conform, lake_shape};
@@ -111,6 +113,47 @@ struct EngineTable<R> {
     rows: R,
     complete: Option<Lsn>,
     since: Option<Instant>,
+}
+
+/// The row builders of the engine's own tables.
+trait EngineRows {
+    fn is_empty(&self) -> bool;
+    fn finish(&mut self) -> RecordBatch;
+}
+
+impl EngineRows for TxnRows {
+    fn is_empty(&self) -> bool {
+        TxnRows::is_empty(self)
+    }
+    fn finish(&mut self) -> RecordBatch {
+        TxnRows::finish(self)
+    }
+}
+
+impl EngineRows for MessageRows {
+    fn is_empty(&self) -> bool {
+        MessageRows::is_empty(self)
+    }
+    fn finish(&mut self) -> RecordBatch {
+        MessageRows::finish(self)
+    }
+}
+
+impl<R: EngineRows> EngineTable<R> {
+    /// Commit the pending rows with the table's marker; false when there were none.
+    async fn flush(&mut self) -> Result<bool, LakeError> {
+        if self.rows.is_empty() {
+            return Ok(false);
+        }
+        let marker = Marker {
+            complete: self.complete,
+            partial: None,
+        };
+        self.lake.append(vec![self.rows.finish()], marker).await?;
+        self.complete = None;
+        self.since = None;
+        Ok(true)
+    }
 }
 
 /// The transaction being received (between its first `write` and its `commit`).
@@ -358,31 +401,15 @@ impl LakeSink {
                 partial
             }
             Key::Transactions => {
-                let t = &mut self.txns;
-                if t.rows.is_empty() {
+                if !self.txns.flush().await? {
                     return Ok(());
                 }
-                let marker = Marker {
-                    complete: t.complete,
-                    partial: None,
-                };
-                t.lake.append(vec![t.rows.finish()], marker).await?;
-                t.complete = None;
-                t.since = None;
                 false
             }
             Key::Messages => {
-                let t = &mut self.messages;
-                if t.rows.is_empty() {
+                if !self.messages.flush().await? {
                     return Ok(());
                 }
-                let marker = Marker {
-                    complete: t.complete,
-                    partial: None,
-                };
-                t.lake.append(vec![t.rows.finish()], marker).await?;
-                t.complete = None;
-                t.since = None;
                 false
             }
         };
