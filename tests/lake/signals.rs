@@ -73,10 +73,6 @@ async fn sigterm_flushes_confirms_and_exits_zero() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let end: String = db
-        .scalar("SELECT pg_current_wal_lsn()::text")
-        .await
-        .unwrap();
     let pid = child.id().unwrap().to_string();
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &pid])
