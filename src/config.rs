@@ -59,6 +59,9 @@ pub struct SourceConfig {
     pub status_interval: Duration,
     /// Prefix of the logical messages that carry a transaction's audit context.
     pub context_prefix: String,
+    /// Warn (log) when the slot retains more WAL than this; 0 turns the warning off.
+    #[serde(with = "size_text")]
+    pub retained_wal_warn: u64,
 }
 
 impl Default for SourceConfig {
@@ -72,6 +75,7 @@ impl Default for SourceConfig {
             publication_tables: Vec::new(),
             status_interval: Duration::from_secs(10),
             context_prefix: "walaudit".into(),
+            retained_wal_warn: 1 << 30,
         }
     }
 }
@@ -399,6 +403,9 @@ mod tests {
         assert_eq!(config.capture.max_memory, 128 << 20);
         assert_eq!(config.source.status_interval, Duration::from_secs(10));
         assert_eq!(config.lake, LakeConfig::default());
+        assert_eq!(config.source, SourceConfig::default());
+        let config = Config::from_toml("[source]\nretained_wal_warn = \"256MiB\"\n").unwrap();
+        assert_eq!(config.source.retained_wal_warn, 256 << 20);
     }
 
     #[test]

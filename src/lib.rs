@@ -17,6 +17,7 @@
 //! * [`lake`]: Arrow row building for change tables (the Delta writer comes on top).
 //! * [`pipeline`]: wires the stages and owns shutdown.
 //! * [`query`]: read-only DataFusion SQL over the lake (change logs, current state, as-of).
+//! * [`slot_watch`]: the slot's retained WAL and `wal_status` while the engine runs.
 
 pub mod api;
 pub mod capture;
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod query;
 pub mod sink;
+pub mod slot_watch;
 pub mod source;
 
 pub use lsn::Lsn;

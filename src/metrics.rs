@@ -45,6 +45,12 @@ pub const STREAMING: &str = "walaudit_streaming";
 pub const LAKE_COMMIT_SECONDS: &str = "walaudit_lake_commit_duration_seconds";
 /// Rows written to the lake, by `table`.
 pub const LAKE_ROWS_TOTAL: &str = "walaudit_lake_rows_written_total";
+/// WAL the slot makes the server keep, by `slot`: the server's position minus the slot's
+/// `restart_lsn` (sampled every [`crate::slot_watch::INTERVAL`]).
+pub const SLOT_RETAINED_WAL_BYTES: &str = "walaudit_slot_retained_wal_bytes";
+/// The slot's `wal_status`, by `slot` and `status` (reserved, extended, unreserved, lost): 1 for
+/// the current status, 0 for the others.
+pub const SLOT_WAL_STATUS: &str = "walaudit_slot_wal_status";
 
 /// Every metric of one engine, registered in its own registry.
 #[derive(Clone, Debug)]
@@ -65,6 +71,8 @@ pub struct Metrics {
     pub streaming: IntGauge,
     pub lake_commit_seconds: Histogram,
     pub lake_rows: IntCounterVec,
+    pub slot_retained_wal: IntGaugeVec,
+    pub slot_wal_status: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -145,6 +153,22 @@ impl Metrics {
                 &["table"],
             )
             .expect("valid metric"),
+            slot_retained_wal: IntGaugeVec::new(
+                help(
+                    SLOT_RETAINED_WAL_BYTES,
+                    "WAL retained by the replication slot",
+                ),
+                &["slot"],
+            )
+            .expect("valid metric"),
+            slot_wal_status: IntGaugeVec::new(
+                help(
+                    SLOT_WAL_STATUS,
+                    "wal_status of the replication slot (1 = current)",
+                ),
+                &["slot", "status"],
+            )
+            .expect("valid metric"),
             registry,
         };
         m.register_all();
@@ -168,6 +192,8 @@ impl Metrics {
             Box::new(self.streaming.clone()),
             Box::new(self.lake_commit_seconds.clone()),
             Box::new(self.lake_rows.clone()),
+            Box::new(self.slot_retained_wal.clone()),
+            Box::new(self.slot_wal_status.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for c in collectors {
@@ -216,6 +242,10 @@ mod tests {
         let m = Metrics::new();
         m.changes.with_label_values(&["public.t", "c"]).inc_by(3);
         m.error("source", true);
+        m.slot_retained_wal.with_label_values(&["s"]).set(42);
+        m.slot_wal_status
+            .with_label_values(&["s", "reserved"])
+            .set(1);
         let text = m.render();
         for name in [
             RECEIVED_BYTES_TOTAL,
@@ -228,6 +258,8 @@ mod tests {
             SINK_QUEUE_DEPTH,
             STREAMING,
             LAKE_COMMIT_SECONDS,
+            SLOT_RETAINED_WAL_BYTES,
+            SLOT_WAL_STATUS,
         ] {
             assert_eq!(
                 text.matches(&format!("# TYPE {name} ")).count(),

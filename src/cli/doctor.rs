@@ -15,8 +15,6 @@ use tokio_postgres::Client;
 use crate::config::Config;
 use crate::source::{ConnParams, SourceError, setup};
 
-/// Retained WAL above which the slot check warns.
-const RETAINED_WAL_WARN: i64 = 1 << 30;
 /// Clock skew between this host and the server above which the clock check warns / fails.
 const SKEW_WARN: Duration = Duration::from_secs(2);
 const SKEW_FAIL: Duration = Duration::from_secs(60);
@@ -141,7 +139,8 @@ impl Doctor {
         out.push(role_check(&client).await);
         out.extend(publication_checks(&client, &src.publication, src.create_publication).await);
         let slot = self.args.slot.as_deref().unwrap_or(&src.slot);
-        out.push(slot_check(&client, slot, &params.dbname, src.create_slot).await);
+        let warn_at = src.retained_wal_warn;
+        out.push(slot_check(&client, slot, &params.dbname, src.create_slot, warn_at).await);
         out.push(clock_check(&client).await);
         out
     }
@@ -284,7 +283,13 @@ async fn publication_checks(client: &Client, name: &str, create: bool) -> Vec<Ch
     out
 }
 
-async fn slot_check(client: &Client, slot: &str, database: &str, create: bool) -> CheckResult {
+async fn slot_check(
+    client: &Client,
+    slot: &str,
+    database: &str,
+    create: bool,
+    warn_at: u64,
+) -> CheckResult {
     let state = match setup::slot_state(client, slot).await {
         Ok(state) => state,
         Err(err) => return CheckResult::failed("slot", &err),
@@ -321,7 +326,7 @@ async fn slot_check(client: &Client, slot: &str, database: &str, create: bool) -
         let fix = "the slot is about to lose WAL it needs: start walaudit or raise \
                    max_slot_wal_keep_size";
         CheckResult::warn("slot", detail, fix)
-    } else if retained > RETAINED_WAL_WARN {
+    } else if warn_at > 0 && retained.max(0) as u64 > warn_at {
         let fix = "start walaudit so the slot advances, or drop the slot if it is abandoned";
         CheckResult::warn("slot", detail, fix)
     } else {

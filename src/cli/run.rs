@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::lake::{LakeSink, LakeSinkOptions};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, PipelineOptions, RetryPolicy, SlotMode};
+use crate::slot_watch::SlotWatch;
 use crate::source::ConnParams;
 
 #[derive(Clone, Debug, Args)]
@@ -50,6 +51,8 @@ pub struct Run {
     pipeline: PipelineOptions,
     lake: LakeSinkOptions,
     listen: SocketAddr,
+    /// `source.retained_wal_warn`.
+    retained_wal_warn: u64,
 }
 
 impl Run {
@@ -76,23 +79,61 @@ impl Run {
             pipeline,
             lake,
             listen: args.listen,
+            retained_wal_warn: config.source.retained_wal_warn,
         })
+    }
+
+    /// The engine's metrics (what `/metrics` serves).
+    pub fn metrics(&self) -> crate::metrics::SharedMetrics {
+        Arc::clone(&self.pipeline.metrics)
     }
 
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
         let drain = self.pipeline.drain;
         let metrics = Arc::clone(&self.pipeline.metrics);
         let http_stop = cancel.child_token();
-        let (_, http) = crate::api::serve(self.listen, metrics, http_stop.clone()).await?;
+        let (_, http) =
+            crate::api::serve(self.listen, Arc::clone(&metrics), http_stop.clone()).await?;
         let sink = LakeSink::open(self.lake).await?;
         // A batch run (--drain) gives up after a few failed reconnects; the engine keeps trying.
         let retry = RetryPolicy {
             max_attempts: drain.then_some(5),
             ..RetryPolicy::default()
         };
-        let result = pipeline::run_resilient(self.pipeline, sink, cancel, retry).await;
+        // The slot is sampled once before replication starts (a lost slot stops here), then
+        // beside it; when it is lost meanwhile, the engine flushes what it holds and stops.
+        let mut watch = SlotWatch::new(
+            self.pipeline.source.clone(),
+            self.pipeline.slot.name(),
+            self.retained_wal_warn,
+            Arc::clone(&metrics),
+        );
+        let engine_stop = cancel.child_token();
+        let first = watch.check().await;
+        let mut watcher = tokio::spawn(watch.run(engine_stop.clone()));
+        let (result, lost) = match first {
+            Err(lost) => (Ok(Default::default()), Some(lost)),
+            Ok(_) => {
+                let engine =
+                    pipeline::run_resilient(self.pipeline, sink, engine_stop.clone(), retry);
+                tokio::pin!(engine);
+                tokio::select! {
+                    result = &mut engine => (result, None),
+                    watched = &mut watcher => {
+                        engine_stop.cancel();
+                        (engine.await, watched.ok().and_then(Result::err))
+                    }
+                }
+            }
+        };
+        engine_stop.cancel();
+        watcher.abort();
         http_stop.cancel();
         let _ = http.await;
+        if let Some(lost) = lost {
+            metrics.error("source", false);
+            return Err(lost.into());
+        }
         let summary = result?;
         tracing::info!(
             drain,

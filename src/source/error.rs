@@ -301,12 +301,23 @@ pub enum SourceError {
     )]
     SlotUnusable { slot: String, problem: String },
 
+    /// Permanent: the server removed WAL the slot still needed (`max_slot_wal_keep_size`), or
+    /// invalidated the slot otherwise. Retrying cannot bring the WAL back.
     #[error(
-        "replication slot {slot} has lost WAL it needed (wal_status = lost), so changes are missing: \
-         drop it, create it again and re-snapshot the tables; raise max_slot_wal_keep_size to \
-         prevent this"
+        "replication slot {slot} was invalidated (wal_status = lost): the server removed WAL it \
+         still needed, so changes after {} are missing from the lake; run SELECT \
+         pg_drop_replication_slot('{slot}'), start walaudit again (it creates the slot) and \
+         re-snapshot the tables; to prevent it, keep walaudit running, alert on \
+         walaudit_slot_retained_wal_bytes and raise max_slot_wal_keep_size",
+        confirmed.map_or_else(|| "the last confirmed position".to_owned(), |l| l.to_string())
     )]
-    SlotLost { slot: String },
+    SlotLost {
+        slot: String,
+        /// The slot's last confirmed position, when known: nothing after it reached the lake.
+        confirmed: Option<crate::Lsn>,
+        #[source]
+        server: Option<Box<ServerError>>,
+    },
 
     // ---- everything else the server said ----
     #[error("the server refused to {command}")]
@@ -417,6 +428,11 @@ pub(crate) fn map_server_error(server: ServerError, ctx: &ErrorContext<'_>) -> S
         ("42710", Some(slot)) => SourceError::SlotExists {
             slot: slot.to_owned(),
         },
+        (_, Some(slot)) if slot_invalidated(&server) => SourceError::SlotLost {
+            slot: slot.to_owned(),
+            confirmed: None,
+            server: Some(server),
+        },
         ("55006", Some(slot)) => SourceError::SlotInUse {
             slot: slot.to_owned(),
             server: Some(server),
@@ -438,6 +454,19 @@ pub(crate) fn map_server_error(server: ServerError, ctx: &ErrorContext<'_>) -> S
         },
         _ => SourceError::Server { command, server },
     }
+}
+
+/// The server refuses a slot it invalidated: "can no longer get changes from replication slot"
+/// (55000, detail "This slot has been invalidated ..."), or the WAL it needs is gone ("requested
+/// WAL segment ... has already been removed", 58P01).
+fn slot_invalidated(server: &ServerError) -> bool {
+    let detail = server.detail.as_deref().unwrap_or_default();
+    (server.code == "55000"
+        && (server
+            .message
+            .contains("can no longer get changes from replication slot")
+            || detail.contains("has been invalidated")))
+        || (server.code == "58P01" && server.message.contains("has already been removed"))
 }
 
 /// Maps a `tokio_postgres` error from an ordinary SQL connection.
@@ -556,6 +585,40 @@ mod tests {
             &streaming,
         );
         assert!(matches!(e, SourceError::PublicationGone { .. }));
+    }
+
+    #[test]
+    fn invalidated_slot_is_permanent_with_the_recovery_steps() {
+        let mut invalidated = server(
+            "55000",
+            "can no longer get changes from replication slot \"s1\"",
+        );
+        invalidated.detail = Some(
+            "This slot has been invalidated because it exceeded the maximum reserved size.".into(),
+        );
+        let removed = server(
+            "58P01",
+            "requested WAL segment 000000010000000000000003 has already been removed",
+        );
+        for err in [invalidated, removed] {
+            let e = map_server_error(err, &ctx(Some("s1")));
+            assert!(matches!(e, SourceError::SlotLost { .. }), "{e:?}");
+            assert!(!e.is_transient(), "retrying cannot bring the WAL back");
+            let msg = e.to_string();
+            assert!(msg.contains("pg_drop_replication_slot('s1')"), "{msg}");
+            assert!(msg.contains("re-snapshot"), "{msg}");
+            assert!(msg.contains("missing from the lake"), "{msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+        }
+        let e = SourceError::SlotLost {
+            slot: "s1".into(),
+            confirmed: Some(crate::Lsn(0x16B3748)),
+            server: None,
+        };
+        assert!(e.to_string().contains("changes after 0/16B3748"), "{e}");
+        // Without a slot in the context (not a slot command), 55000 stays what it was.
+        let e = map_server_error(server("55000", "wal_level"), &ctx(None));
+        assert!(matches!(e, SourceError::NotReady { .. }));
     }
 
     #[test]

@@ -407,6 +407,8 @@ pub fn check_slot(state: &SlotState, database: &str) -> Result<(), SourceError> 
     if state.wal_status.as_deref() == Some("lost") {
         return Err(SourceError::SlotLost {
             slot: state.name.clone(),
+            confirmed: Some(state.confirmed_flush).filter(|l| !l.is_zero()),
+            server: None,
         });
     }
     if state.wal_status.as_deref() == Some("unreserved") {
