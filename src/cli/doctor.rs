@@ -1,5 +1,5 @@
-//! `walaudit doctor`: check the source (and, later, the lake) the way `run` will use them, and
-//! say what to fix.
+//! `walaudit doctor`: check the source and the lake the way `run` will use them, and say what
+//! to fix.
 //!
 //! Every check reports `ok`, `warn` or `fail` with a detail and, when not ok, the fix. The exit
 //! code is non-zero when any check fails. Checks that need a connection are skipped (reported
@@ -12,7 +12,9 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::config::Config;
+use crate::config::{Config, LakeConfig};
+use crate::lake::LakeLocation;
+use crate::lake::probe::probe;
 use crate::source::{ConnParams, SourceError, setup};
 
 /// Clock skew between this host and the server above which the clock check warns / fails.
@@ -26,6 +28,9 @@ pub struct DoctorArgs {
     /// Replication slot to check (default: source.slot).
     #[arg(long)]
     pub slot: Option<String>,
+    /// Lake to check (default: lake.url): a path or a file://, s3://, gs://, az:// URL.
+    #[arg(long)]
+    pub lake: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -116,8 +121,15 @@ impl Doctor {
         })
     }
 
-    /// Run every check, in the order an operator would fix them.
+    /// Run every check, in the order an operator would fix them: the source, then the lake
+    /// (checked even when the source cannot be reached).
     pub async fn checks(&self) -> Vec<CheckResult> {
+        let mut out = self.source_checks().await;
+        out.push(lake_check(&self.config.lake).await);
+        out
+    }
+
+    async fn source_checks(&self) -> Vec<CheckResult> {
         let src = &self.config.source;
         let url = match self.config.source_url() {
             Ok(url) => url,
@@ -362,6 +374,35 @@ async fn clock_check(client: &Client) -> CheckResult {
         CheckResult::warn("clock", detail, fix)
     } else {
         CheckResult::ok("clock", detail)
+    }
+}
+
+/// The lake is reachable and writable: a probe object under `_walaudit/` is written, read
+/// back and deleted through the writer's object stores.
+async fn lake_check(config: &LakeConfig) -> CheckResult {
+    let location = match LakeLocation::new(&config.url, &config.s3) {
+        Ok(location) => location,
+        Err(err) => {
+            let fix = "point --lake / lake.url at a directory walaudit may create and write \
+                       (not below a file), or at an s3://, gs://, az:// URL";
+            return CheckResult::fail("lake", err.to_string(), fix);
+        }
+    };
+    match probe(&location).await {
+        Ok(report) => CheckResult::ok(
+            "lake",
+            format!(
+                "lake {} is writable (probe written and deleted in {} ms)",
+                location.display(),
+                report.elapsed.as_millis()
+            ),
+        ),
+        Err(err) => CheckResult {
+            check: "lake",
+            status: Status::Fail,
+            detail: crate::cli::error_chain(&anyhow::Error::new(err)),
+            fix: None,
+        },
     }
 }
 

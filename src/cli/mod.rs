@@ -83,7 +83,9 @@ impl Command {
                 Ok(Prepared::Tail(tail::Tail::new(args, cfg)?))
             }
             Command::Doctor(args) => {
-                let cfg = Config::load(config, &args.source.overrides(args.slot.clone()))?;
+                let mut overrides = args.source.overrides(args.slot.clone());
+                overrides.lake = args.lake.clone();
+                let cfg = Config::load(config, &overrides)?;
                 Ok(Prepared::Doctor(doctor::Doctor::new(args, cfg)))
             }
             Command::Run(args) => {

@@ -24,6 +24,7 @@ pub mod batch;
 pub mod durable;
 pub mod evolve;
 pub mod maintenance;
+pub mod probe;
 pub mod schema;
 pub mod sink;
 pub mod storage;

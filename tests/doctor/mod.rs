@@ -8,14 +8,19 @@ use crate::support::{
     ClusterOptions, PasswordEncryption, PgCluster, WalLevel, shared, unique_name,
 };
 
+mod lake;
+
 /// Run doctor with `--format json`; returns the exit code and check → (status, detail, fix).
+/// The lake is a fresh temporary directory unless `args` name one.
 async fn doctor(args: &[&str]) -> (i32, BTreeMap<String, (String, String, String)>) {
+    let lake = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_walaudit"))
         .arg("doctor")
         .args(args)
         .args(["--format", "json"])
         .env_remove("WALAUDIT_SOURCE")
         .env_remove("WALAUDIT_CONFIG")
+        .env("WALAUDIT_LAKE", lake.path())
         .output()
         .await
         .unwrap();
@@ -67,6 +72,7 @@ async fn healthy_source_passes_every_check() {
     }
     assert_eq!(status(&map, "slot"), "ok", "{map:?}");
     assert_eq!(status(&map, "clock"), "ok", "{map:?}");
+    assert_eq!(status(&map, "lake"), "ok", "{map:?}");
     assert_eq!(code, 0, "{map:?}");
 }
 
@@ -143,9 +149,11 @@ async fn each_misconfiguration_fails_with_its_fix() {
     );
 
     // An unreachable server: one failed check, non-zero exit, no panic.
+    // The lake is still checked.
     let (code, map) = doctor(&["--source", "postgres://u:p@127.0.0.1:1/db"]).await;
-    assert_eq!((code, map.len()), (1, 1));
+    assert_eq!((code, map.len()), (1, 2), "{map:?}");
     assert_eq!(status(&map, "connection"), "fail");
+    assert_eq!(status(&map, "lake"), "ok");
 }
 
 #[tokio::test(flavor = "multi_thread")]
