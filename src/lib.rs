@@ -17,6 +17,7 @@
 //! * [`lake`]: Arrow row building for change tables (the Delta writer comes on top).
 //! * [`pipeline`]: wires the stages and owns shutdown.
 //! * [`query`]: read-only DataFusion SQL over the lake (change logs, current state, as-of).
+//! * [`demo`]: the sample shop workload and the private cluster of `walaudit demo`.
 //! * [`slot_watch`]: the slot's retained WAL and `wal_status` while the engine runs.
 
 pub mod api;
@@ -24,6 +25,7 @@ pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod demo;
 pub mod lake;
 pub mod lsn;
 pub mod metrics;

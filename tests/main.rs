@@ -14,6 +14,7 @@ mod support;
 
 mod capture;
 mod crash;
+mod demo;
 mod doctor;
 mod harness;
 mod lake;

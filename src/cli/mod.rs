@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Overrides};
 
 pub mod doctor;
+pub mod emit_sample;
 pub mod lake;
 pub mod query;
 pub mod run;
@@ -41,6 +42,8 @@ pub enum Command {
     Lake(lake::LakeArgs),
     /// Run read-only SQL over the lake: change logs, current.<schema>.<table>, as_of(...).
     Query(query::QueryArgs),
+    /// Generate a sample shop workload of attributed transactions on a source database.
+    EmitSample(emit_sample::EmitSampleArgs),
 }
 
 /// Flags every command that connects to the source accepts; they override config and env.
@@ -72,6 +75,7 @@ pub enum Prepared {
     Run(Box<run::Run>),
     Lake(lake::LakeCommand),
     Query(query::Query),
+    EmitSample(emit_sample::EmitSample),
 }
 
 impl Command {
@@ -108,6 +112,12 @@ impl Command {
                 let cfg = Config::load(config, &overrides)?;
                 Ok(Prepared::Query(query::Query::new(args, &cfg)?))
             }
+            Command::EmitSample(args) => {
+                let cfg = Config::load(config, &args.overrides())?;
+                Ok(Prepared::EmitSample(emit_sample::EmitSample::new(
+                    args, cfg,
+                )?))
+            }
         }
     }
 }
@@ -122,6 +132,7 @@ impl Prepared {
             Prepared::Run(run) => run.run(cancel).await,
             Prepared::Lake(lake) => lake.run().await,
             Prepared::Query(query) => query.run(cancel).await,
+            Prepared::EmitSample(emit) => emit.run(cancel).await,
         }
     }
 }
