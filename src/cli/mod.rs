@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Overrides};
 
+pub mod demo;
 pub mod doctor;
 pub mod emit_sample;
 pub mod lake;
@@ -44,6 +45,9 @@ pub enum Command {
     Query(query::QueryArgs),
     /// Generate a sample shop workload of attributed transactions on a source database.
     EmitSample(emit_sample::EmitSampleArgs),
+    /// Show everything at once on a private PostgreSQL cluster: workload, capture into a lake,
+    /// metrics, audit queries (needs only the PostgreSQL server binaries).
+    Demo(demo::DemoArgs),
 }
 
 /// Flags every command that connects to the source accepts; they override config and env.
@@ -76,6 +80,7 @@ pub enum Prepared {
     Lake(lake::LakeCommand),
     Query(query::Query),
     EmitSample(emit_sample::EmitSample),
+    Demo(demo::Demo),
 }
 
 impl Command {
@@ -118,6 +123,10 @@ impl Command {
                     args, cfg,
                 )?))
             }
+            Command::Demo(args) => {
+                let cfg = Config::load(config, &Overrides::default())?;
+                Ok(Prepared::Demo(demo::Demo::new(args, cfg)?))
+            }
         }
     }
 }
@@ -133,6 +142,7 @@ impl Prepared {
             Prepared::Lake(lake) => lake.run().await,
             Prepared::Query(query) => query.run(cancel).await,
             Prepared::EmitSample(emit) => emit.run(cancel).await,
+            Prepared::Demo(demo) => demo.run(cancel).await,
         }
     }
 }
@@ -163,11 +173,17 @@ fn spawn_signal_handler(cancel: CancellationToken) {
     });
 }
 
-/// Log to stderr with the given filter; `RUST_LOG` wins when set.
+/// Log to stderr with the given filter; `RUST_LOG` wins when set. delta-rs logs every commit
+/// at info (and an expected "no files in log segment" error per table it creates): it is held
+/// to warnings unless the filter names it.
 pub fn init_logging(level: &str) {
     use tracing_subscriber::EnvFilter;
+    let level = match level.contains("delta") || level.contains("kernel") {
+        true => level.to_owned(),
+        false => format!("{level},deltalake_core=warn,buoyant_kernel=off,delta_kernel=off"),
+    };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
+        .or_else(|_| EnvFilter::try_new(&level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

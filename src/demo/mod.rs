@@ -9,4 +9,5 @@
 //!                   └─ sample audit queries over the lake (query::LakeQuery)
 //! ```
 
+pub mod cluster;
 pub mod workload;

@@ -2,3 +2,4 @@
 //! a private cluster), run as the binary.
 
 mod emit_sample;
+mod everything;
