@@ -34,7 +34,7 @@ pub struct Cli {
 pub enum Command {
     /// Print each committed change as one JSON object per line (for debugging pipelines).
     Tail(tail::TailArgs),
-    /// Check the source the way the engine will use it, and say what to fix.
+    /// Check the source and the lake the way the engine will use them, and say what to fix.
     Doctor(doctor::DoctorArgs),
     /// Run the engine: capture every committed change into the Delta lake (until a signal,
     /// or with --drain until everything committed before start is in the lake).
