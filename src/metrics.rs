@@ -45,6 +45,16 @@ pub const STREAMING: &str = "walaudit_streaming";
 pub const LAKE_COMMIT_SECONDS: &str = "walaudit_lake_commit_duration_seconds";
 /// Rows written to the lake, by `table`.
 pub const LAKE_ROWS_TOTAL: &str = "walaudit_lake_rows_written_total";
+/// Rows copied by historical loads (snapshots), by `table`.
+pub const SNAPSHOT_ROWS_TOTAL: &str = "walaudit_snapshot_rows_total";
+/// Rows a running historical load expects to copy (the planner's estimate), by `table`; 0 when
+/// no load of the table runs.
+pub const SNAPSHOT_ROWS_EXPECTED: &str = "walaudit_snapshot_rows_expected";
+/// Snapshot chunks, by `table` and `outcome`: `copied`, or `skipped` (already in the lake when a
+/// load resumed).
+pub const SNAPSHOT_CHUNKS_TOTAL: &str = "walaudit_snapshot_chunks_total";
+/// Tables whose historical load is running.
+pub const SNAPSHOT_TABLES_RUNNING: &str = "walaudit_snapshot_tables_running";
 
 /// Every metric of one engine, registered in its own registry.
 #[derive(Clone, Debug)]
@@ -65,6 +75,10 @@ pub struct Metrics {
     pub streaming: IntGauge,
     pub lake_commit_seconds: Histogram,
     pub lake_rows: IntCounterVec,
+    pub snapshot_rows: IntCounterVec,
+    pub snapshot_rows_expected: IntGaugeVec,
+    pub snapshot_chunks: IntCounterVec,
+    pub snapshot_tables_running: IntGauge,
 }
 
 impl Default for Metrics {
@@ -145,6 +159,29 @@ impl Metrics {
                 &["table"],
             )
             .expect("valid metric"),
+            snapshot_rows: IntCounterVec::new(
+                help(SNAPSHOT_ROWS_TOTAL, "rows copied by historical loads"),
+                &["table"],
+            )
+            .expect("valid metric"),
+            snapshot_rows_expected: IntGaugeVec::new(
+                help(
+                    SNAPSHOT_ROWS_EXPECTED,
+                    "rows a running load expects to copy",
+                ),
+                &["table"],
+            )
+            .expect("valid metric"),
+            snapshot_chunks: IntCounterVec::new(
+                help(SNAPSHOT_CHUNKS_TOTAL, "snapshot chunks by outcome"),
+                &["table", "outcome"],
+            )
+            .expect("valid metric"),
+            snapshot_tables_running: IntGauge::with_opts(help(
+                SNAPSHOT_TABLES_RUNNING,
+                "tables whose historical load runs",
+            ))
+            .expect("valid metric"),
             registry,
         };
         m.register_all();
@@ -168,6 +205,10 @@ impl Metrics {
             Box::new(self.streaming.clone()),
             Box::new(self.lake_commit_seconds.clone()),
             Box::new(self.lake_rows.clone()),
+            Box::new(self.snapshot_rows.clone()),
+            Box::new(self.snapshot_rows_expected.clone()),
+            Box::new(self.snapshot_chunks.clone()),
+            Box::new(self.snapshot_tables_running.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for c in collectors {

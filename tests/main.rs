@@ -19,3 +19,4 @@ mod harness;
 mod lake;
 mod lake_s3;
 mod query;
+mod snapshot;

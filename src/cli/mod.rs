@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod lake;
 pub mod query;
 pub mod run;
+pub mod snapshot;
 pub mod tail;
 
 /// Change-data-capture from PostgreSQL into an auditable Delta Lake.
@@ -37,6 +38,9 @@ pub enum Command {
     /// Run the engine: capture every committed change into the Delta lake (until a signal,
     /// or with --drain until everything committed before start is in the lake).
     Run(run::RunArgs),
+    /// Run only the historical load (existing rows as `_op = 'r'`), print its audit record,
+    /// and exit; `--tables` loads tables again (also while `run` streams).
+    Snapshot(snapshot::SnapshotArgs),
     /// Maintain the lake's Delta tables: optimize, vacuum, checkpoint.
     Lake(lake::LakeArgs),
     /// Run read-only SQL over the lake: change logs, current.<schema>.<table>, as_of(...).
@@ -70,6 +74,7 @@ pub enum Prepared {
     Tail(tail::Tail),
     Doctor(doctor::Doctor),
     Run(Box<run::Run>),
+    Snapshot(Box<snapshot::SnapshotCommand>),
     Lake(lake::LakeCommand),
     Query(query::Query),
 }
@@ -89,6 +94,14 @@ impl Command {
             Command::Run(args) => {
                 let cfg = Config::load(config, &args.overrides())?;
                 Ok(Prepared::Run(Box::new(run::Run::new(args, cfg)?)))
+            }
+            Command::Snapshot(args) => {
+                let mut overrides = args.source.overrides(args.slot.clone());
+                overrides.lake = args.lake.clone();
+                let cfg = Config::load(config, &overrides)?;
+                Ok(Prepared::Snapshot(Box::new(
+                    snapshot::SnapshotCommand::new(args, cfg)?,
+                )))
             }
             Command::Lake(args) => {
                 let overrides = Overrides {
@@ -118,6 +131,7 @@ impl Prepared {
             Prepared::Tail(tail) => tail.run(cancel).await,
             Prepared::Doctor(doctor) => doctor.run().await,
             Prepared::Run(run) => run.run(cancel).await,
+            Prepared::Snapshot(snapshot) => snapshot.run(cancel).await,
             Prepared::Lake(lake) => lake.run().await,
             Prepared::Query(query) => query.run(cancel).await,
         }
@@ -153,8 +167,18 @@ fn spawn_signal_handler(cancel: CancellationToken) {
 /// Log to stderr with the given filter; `RUST_LOG` wins when set.
 pub fn init_logging(level: &str) {
     use tracing_subscriber::EnvFilter;
+    // A bare level applies to walaudit; the libraries' chatter (delta-rs logs every snapshot
+    // load at info) stays at warn unless a directive names them.
+    let directives = if level.contains('=') {
+        level.to_owned()
+    } else {
+        format!(
+            "{level},deltalake_core=warn,deltalake=warn,delta_kernel=warn,buoyant_kernel=warn,datafusion=warn,\
+             object_store=warn"
+        )
+    };
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
+        .or_else(|_| EnvFilter::try_new(&directives))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
