@@ -186,6 +186,9 @@ fn walaudit(bin: &str, url: &str, slot: &str, lake: &Path) -> Result<Figure> {
             slot,
             "--publication",
             "walaudit",
+            // The backlog is what is measured: no historical load of the table.
+            "--snapshot",
+            "never",
         ])
         .arg("--lake")
         .arg(lake)

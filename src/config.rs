@@ -36,6 +36,7 @@ pub struct Config {
     pub source: SourceConfig,
     pub capture: CaptureConfig,
     pub lake: LakeConfig,
+    pub snapshot: SnapshotConfig,
 }
 
 /// `[source]`: the Postgres database and its replication slot.
@@ -144,6 +145,51 @@ impl Default for LakeConfig {
     }
 }
 
+/// When `run` loads the rows that existed before capture (`[snapshot] mode`).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotMode {
+    /// Load every captured table that has no finished load (at start, and tables added to the
+    /// publication later), resume interrupted loads, and stream.
+    Initial,
+    /// Never load existing rows: the lake starts with the changes streamed from the slot.
+    Never,
+    /// Like `initial`, then exit without streaming (the same as `walaudit snapshot`).
+    Only,
+}
+
+/// `[snapshot]`: the historical load of existing rows.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotConfig {
+    pub mode: SnapshotMode,
+    /// Parallel COPY sessions (each holds one connection and the exported snapshot).
+    pub workers: usize,
+    /// Target rows per chunk: the unit of parallelism, of commit and of resume.
+    pub chunk_rows: u64,
+    /// How often `run` looks for tables added to the publication.
+    #[serde(with = "duration_text")]
+    pub poll_interval: Duration,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            mode: SnapshotMode::Initial,
+            workers: default_snapshot_workers(),
+            chunk_rows: 250_000,
+            poll_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Parallel COPY sessions by default: the host's cores, at least 2 and at most 8.
+pub fn default_snapshot_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, std::num::NonZero::get)
+        .clamp(2, 8)
+}
+
 /// `[lake.s3]`: options of an `s3://` lake.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -248,6 +294,21 @@ impl Config {
             return Err(invalid(
                 "capture.chunk_changes",
                 "must be at least 1".into(),
+            ));
+        }
+        if self.snapshot.workers == 0 || self.snapshot.workers > 64 {
+            return Err(invalid(
+                "snapshot.workers",
+                "must be between 1 and 64".into(),
+            ));
+        }
+        if self.snapshot.chunk_rows == 0 {
+            return Err(invalid("snapshot.chunk_rows", "must be at least 1".into()));
+        }
+        if self.snapshot.poll_interval < Duration::from_millis(100) {
+            return Err(invalid(
+                "snapshot.poll_interval",
+                "must be at least 100ms".into(),
             ));
         }
         self.validate_lake()
@@ -406,6 +467,11 @@ mod tests {
         assert_eq!(config.source, SourceConfig::default());
         let config = Config::from_toml("[source]\nretained_wal_warn = \"256MiB\"\n").unwrap();
         assert_eq!(config.source.retained_wal_warn, 256 << 20);
+        let snapshot = SnapshotConfig {
+            workers: config.snapshot.workers,
+            ..SnapshotConfig::default()
+        };
+        assert_eq!(config.snapshot, snapshot);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! * [`sink`]: the `capture → lake` seam and an in-memory implementation.
 //! * [`lake`]: Arrow row building for change tables (the Delta writer comes on top).
 //! * [`pipeline`]: wires the stages and owns shutdown.
+//! * [`snapshot`]: the historical load: exact, parallel, resumable initial snapshots.
 //! * [`query`]: read-only DataFusion SQL over the lake (change logs, current state, as-of).
 //! * [`demo`]: the sample shop workload and the private cluster of `walaudit demo`.
 //! * [`slot_watch`]: the slot's retained WAL and `wal_status` while the engine runs.
@@ -33,6 +34,7 @@ pub mod pipeline;
 pub mod query;
 pub mod sink;
 pub mod slot_watch;
+pub mod snapshot;
 pub mod source;
 
 pub use lsn::Lsn;

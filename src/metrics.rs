@@ -51,6 +51,16 @@ pub const SLOT_RETAINED_WAL_BYTES: &str = "walaudit_slot_retained_wal_bytes";
 /// The slot's `wal_status`, by `slot` and `status` (reserved, extended, unreserved, lost): 1 for
 /// the current status, 0 for the others.
 pub const SLOT_WAL_STATUS: &str = "walaudit_slot_wal_status";
+/// Rows copied by historical loads (snapshots), by `table`.
+pub const SNAPSHOT_ROWS_TOTAL: &str = "walaudit_snapshot_rows_total";
+/// Rows a running historical load expects to copy (the planner's estimate), by `table`; 0 when
+/// no load of the table runs.
+pub const SNAPSHOT_ROWS_EXPECTED: &str = "walaudit_snapshot_rows_expected";
+/// Snapshot chunks, by `table` and `outcome`: `copied`, or `skipped` (already in the lake when a
+/// load resumed).
+pub const SNAPSHOT_CHUNKS_TOTAL: &str = "walaudit_snapshot_chunks_total";
+/// Tables whose historical load is running.
+pub const SNAPSHOT_TABLES_RUNNING: &str = "walaudit_snapshot_tables_running";
 
 /// Every metric of one engine, registered in its own registry.
 #[derive(Clone, Debug)]
@@ -73,6 +83,10 @@ pub struct Metrics {
     pub lake_rows: IntCounterVec,
     pub slot_retained_wal: IntGaugeVec,
     pub slot_wal_status: IntGaugeVec,
+    pub snapshot_rows: IntCounterVec,
+    pub snapshot_rows_expected: IntGaugeVec,
+    pub snapshot_chunks: IntCounterVec,
+    pub snapshot_tables_running: IntGauge,
 }
 
 impl Default for Metrics {
@@ -169,6 +183,29 @@ impl Metrics {
                 &["slot", "status"],
             )
             .expect("valid metric"),
+            snapshot_rows: IntCounterVec::new(
+                help(SNAPSHOT_ROWS_TOTAL, "rows copied by historical loads"),
+                &["table"],
+            )
+            .expect("valid metric"),
+            snapshot_rows_expected: IntGaugeVec::new(
+                help(
+                    SNAPSHOT_ROWS_EXPECTED,
+                    "rows a running load expects to copy",
+                ),
+                &["table"],
+            )
+            .expect("valid metric"),
+            snapshot_chunks: IntCounterVec::new(
+                help(SNAPSHOT_CHUNKS_TOTAL, "snapshot chunks by outcome"),
+                &["table", "outcome"],
+            )
+            .expect("valid metric"),
+            snapshot_tables_running: IntGauge::with_opts(help(
+                SNAPSHOT_TABLES_RUNNING,
+                "tables whose historical load runs",
+            ))
+            .expect("valid metric"),
             registry,
         };
         m.register_all();
@@ -194,6 +231,10 @@ impl Metrics {
             Box::new(self.lake_rows.clone()),
             Box::new(self.slot_retained_wal.clone()),
             Box::new(self.slot_wal_status.clone()),
+            Box::new(self.snapshot_rows.clone()),
+            Box::new(self.snapshot_rows_expected.clone()),
+            Box::new(self.snapshot_chunks.clone()),
+            Box::new(self.snapshot_tables_running.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for c in collectors {

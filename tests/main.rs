@@ -21,3 +21,4 @@ mod lake;
 mod lake_s3;
 mod query;
 mod slot_safety;
+mod snapshot;

@@ -109,6 +109,8 @@ impl Demo {
             slot: None,
             lake: None,
             drain: false,
+            // The slot exists before the first row: there is nothing to load.
+            snapshot: Some(crate::config::SnapshotMode::Never),
             listen: self.args.listen,
         };
         let engine = Run::new(run_args, config.clone())?;

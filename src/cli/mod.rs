@@ -14,6 +14,7 @@ pub mod emit_sample;
 pub mod lake;
 pub mod query;
 pub mod run;
+pub mod snapshot;
 pub mod tail;
 
 /// Change-data-capture from PostgreSQL into an auditable Delta Lake.
@@ -39,6 +40,9 @@ pub enum Command {
     /// Run the engine: capture every committed change into the Delta lake (until a signal,
     /// or with --drain until everything committed before start is in the lake).
     Run(run::RunArgs),
+    /// Run only the historical load (existing rows as `_op = 'r'`), print its audit record,
+    /// and exit; `--tables` loads tables again (also while `run` streams).
+    Snapshot(snapshot::SnapshotArgs),
     /// Maintain the lake's Delta tables: optimize, vacuum, checkpoint.
     Lake(lake::LakeArgs),
     /// Run read-only SQL over the lake: change logs, current.<schema>.<table>, as_of(...).
@@ -77,6 +81,7 @@ pub enum Prepared {
     Tail(tail::Tail),
     Doctor(doctor::Doctor),
     Run(Box<run::Run>),
+    Snapshot(Box<snapshot::SnapshotCommand>),
     Lake(lake::LakeCommand),
     Query(query::Query),
     EmitSample(emit_sample::EmitSample),
@@ -100,6 +105,14 @@ impl Command {
             Command::Run(args) => {
                 let cfg = Config::load(config, &args.overrides())?;
                 Ok(Prepared::Run(Box::new(run::Run::new(args, cfg)?)))
+            }
+            Command::Snapshot(args) => {
+                let mut overrides = args.source.overrides(args.slot.clone());
+                overrides.lake = args.lake.clone();
+                let cfg = Config::load(config, &overrides)?;
+                Ok(Prepared::Snapshot(Box::new(
+                    snapshot::SnapshotCommand::new(args, cfg)?,
+                )))
             }
             Command::Lake(args) => {
                 let overrides = Overrides {
@@ -139,6 +152,7 @@ impl Prepared {
             Prepared::Tail(tail) => tail.run(cancel).await,
             Prepared::Doctor(doctor) => doctor.run().await,
             Prepared::Run(run) => run.run(cancel).await,
+            Prepared::Snapshot(snapshot) => snapshot.run(cancel).await,
             Prepared::Lake(lake) => lake.run().await,
             Prepared::Query(query) => query.run(cancel).await,
             Prepared::EmitSample(emit) => emit.run(cancel).await,

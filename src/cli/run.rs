@@ -13,11 +13,13 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::AssemblerConfig;
-use crate::config::Config;
+use crate::config::{Config, SnapshotMode};
 use crate::lake::{LakeSink, LakeSinkOptions};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, PipelineOptions, RetryPolicy, SlotMode};
 use crate::slot_watch::SlotWatch;
+use crate::snapshot::progress::Display;
+use crate::snapshot::{LoadOptions, Loader, SourceSetup, ensure_source};
 use crate::source::ConnParams;
 
 #[derive(Clone, Debug, Args)]
@@ -33,9 +35,22 @@ pub struct RunArgs {
     /// Capture everything committed up to now, commit it to the lake, confirm it, and exit.
     #[arg(long)]
     pub drain: bool,
+    /// Historical load: initial (load tables without one, resume interrupted loads), never,
+    /// or only (load, then exit). Overrides snapshot.mode.
+    #[arg(long, value_parser = parse_mode)]
+    pub snapshot: Option<SnapshotMode>,
     /// Address of the HTTP listener for /metrics, /healthz and /readyz.
     #[arg(long, env = "WALAUDIT_LISTEN", default_value = "127.0.0.1:9187")]
     pub listen: SocketAddr,
+}
+
+fn parse_mode(text: &str) -> Result<SnapshotMode, String> {
+    match text {
+        "initial" => Ok(SnapshotMode::Initial),
+        "never" => Ok(SnapshotMode::Never),
+        "only" => Ok(SnapshotMode::Only),
+        other => Err(format!("`{other}`: use initial, never or only")),
+    }
 }
 
 impl RunArgs {
@@ -53,10 +68,17 @@ pub struct Run {
     listen: SocketAddr,
     /// `source.retained_wal_warn`.
     retained_wal_warn: u64,
+    /// The historical load, unless `snapshot.mode = never`.
+    snapshot: Option<(SourceSetup, LoadOptions)>,
+    snapshot_mode: SnapshotMode,
+    poll: std::time::Duration,
 }
 
 impl Run {
-    pub fn new(args: RunArgs, config: Config) -> anyhow::Result<Run> {
+    pub fn new(args: RunArgs, mut config: Config) -> anyhow::Result<Run> {
+        if let Some(mode) = args.snapshot {
+            config.snapshot.mode = mode;
+        }
         let source = ConnParams::parse(config.source_url()?)?;
         let slot = config.source.slot.clone();
         let mut lake = LakeSinkOptions::new(&config.lake, &slot)?;
@@ -75,11 +97,22 @@ impl Run {
             metrics: Arc::new(Metrics::new()),
         };
         lake.metrics = Arc::clone(&pipeline.metrics);
+        let snapshot = match config.snapshot.mode {
+            SnapshotMode::Never => None,
+            SnapshotMode::Initial | SnapshotMode::Only => {
+                let (setup, mut load) = super::snapshot::load_options(&config, Display::Logs)?;
+                load.metrics = Arc::clone(&pipeline.metrics);
+                Some((setup, load))
+            }
+        };
         Ok(Run {
             pipeline,
             lake,
             listen: args.listen,
             retained_wal_warn: config.source.retained_wal_warn,
+            snapshot,
+            snapshot_mode: config.snapshot.mode,
+            poll: config.snapshot.poll_interval,
         })
     }
 
@@ -94,6 +127,34 @@ impl Run {
         let http_stop = cancel.child_token();
         let (_, http) =
             crate::api::serve(self.listen, Arc::clone(&metrics), http_stop.clone()).await?;
+        // The historical load runs beside the stream, on its own connections and commits.
+        let loads_stop = cancel.child_token();
+        let loads = match self.snapshot {
+            Some((setup, load)) => {
+                // The slot first: every change after its position is streamed, which is what
+                // makes the load's rows meet the stream without a gap.
+                ensure_source(&setup).await?;
+                let mut loader = Loader::open(load).await?;
+                if self.snapshot_mode == SnapshotMode::Only {
+                    let summary = loader.watch(self.poll, true, loads_stop).await?;
+                    print!("{}", super::snapshot::render(&summary.records));
+                    http_stop.cancel();
+                    let _ = http.await;
+                    return Ok(if summary.failed() {
+                        ExitCode::FAILURE
+                    } else {
+                        ExitCode::SUCCESS
+                    });
+                }
+                loader.plan_pending().await?;
+                Some(tokio::spawn(loader.watch(
+                    self.poll,
+                    drain,
+                    loads_stop.clone(),
+                )))
+            }
+            None => None,
+        };
         let sink = LakeSink::open(self.lake).await?;
         // A batch run (--drain) gives up after a few failed reconnects; the engine keeps trying.
         let retry = RetryPolicy {
@@ -128,6 +189,15 @@ impl Run {
         };
         engine_stop.cancel();
         watcher.abort();
+        // With --drain the load finishes too; otherwise it stops with the stream (and resumes
+        // at the next start).
+        if result.is_err() || !drain || lost.is_some() {
+            loads_stop.cancel();
+        }
+        let loaded = match loads {
+            Some(task) => Some(task.await),
+            None => None,
+        };
         http_stop.cancel();
         let _ = http.await;
         if let Some(lost) = lost {
@@ -135,6 +205,14 @@ impl Run {
             return Err(lost.into());
         }
         let summary = result?;
+        match loaded {
+            Some(Ok(Ok(loads))) if loads.failed() => {
+                anyhow::bail!("the historical load failed: see _walaudit/snapshots and the log")
+            }
+            Some(Ok(Err(e))) => return Err(e.into()),
+            Some(Err(e)) => anyhow::bail!("the historical load stopped unexpectedly: {e}"),
+            _ => {}
+        }
         tracing::info!(
             drain,
             transactions = summary.capture.txns_committed,

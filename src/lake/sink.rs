@@ -228,27 +228,12 @@ impl LakeSink {
     async fn table_for(&mut self, info: &Arc<TableInfo>) -> Result<Key, LakeError> {
         let key = Key::Change(info.schema.clone(), info.name.clone());
         if !self.changes.contains_key(&key) {
-            let keys: Vec<&str> = info
-                .columns
-                .iter()
-                .filter(|c| c.is_key)
-                .map(|c| c.name.as_str())
-                .collect();
-            let spec = TableSpec {
-                url: self.opts.lake.table_url(&info.schema, &info.name),
-                storage_options: self.opts.lake.storage_options().clone(),
-                name: info.qualified_name(),
-                schema: change_schema(info)?,
-                properties: vec![
-                    (PROP_SOURCE_TABLE.into(), info.qualified_name()),
-                    (
-                        PROP_KEY_COLUMNS.into(),
-                        serde_json::to_string(&keys).unwrap_or_default(),
-                    ),
-                ],
-                app_id: self.app_id.clone(),
-                attempts: self.opts.commit_attempts,
-            };
+            let spec = change_table_spec(
+                &self.opts.lake,
+                info,
+                &self.app_id,
+                self.opts.commit_attempts,
+            )?;
             let lake = LakeTable::open(spec).await?;
             let (builder, diversions) = builder_for(&lake, info, self.opts.flush_rows)?;
             self.record_diversions(info, diversions);
@@ -576,8 +561,38 @@ impl LakeSink {
     }
 }
 
+/// How the change table of `info` is opened (and created, with its properties).
+pub fn change_table_spec(
+    lake: &LakeLocation,
+    info: &TableInfo,
+    app_id: &str,
+    attempts: u32,
+) -> Result<TableSpec, LakeError> {
+    let keys: Vec<&str> = info
+        .columns
+        .iter()
+        .filter(|c| c.is_key)
+        .map(|c| c.name.as_str())
+        .collect();
+    Ok(TableSpec {
+        url: lake.table_url(&info.schema, &info.name),
+        storage_options: lake.storage_options().clone(),
+        name: info.qualified_name(),
+        schema: change_schema(info)?,
+        properties: vec![
+            (PROP_SOURCE_TABLE.into(), info.qualified_name()),
+            (
+                PROP_KEY_COLUMNS.into(),
+                serde_json::to_string(&keys).unwrap_or_default(),
+            ),
+        ],
+        app_id: app_id.to_owned(),
+        attempts,
+    })
+}
+
 /// A batch builder for `info`'s current shape fitted to the table's Delta schema.
-fn builder_for(
+pub fn builder_for(
     lake: &LakeTable,
     info: &Arc<TableInfo>,
     flush_rows: usize,

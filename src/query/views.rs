@@ -13,7 +13,9 @@
 //! SQL itself).
 //!
 //! # Invariants
-//! * The order of changes is `(_lsn, _seq)`, never `_lsn` alone.
+//! * The order of changes is `(_lsn, _seq)`, never `_lsn` alone; at equal `_lsn` a snapshot
+//!   read (`r`, whose `_lsn` is its snapshot's consistent point) precedes a change (a
+//!   transaction committed exactly at that point is not in the snapshot).
 //! * A key is the table's key columns (`walaudit.keyColumns`), or every source column when the
 //!   table has none; a keyless table's duplicate rows collapse into one image.
 //! * Output columns: the source columns, then `_lsn`, `_commit_ts`, `_actor` of the change
@@ -105,7 +107,8 @@ pub fn image_sql(catalog: &str, table: &LakeTable, cutoff: bool) -> String {
              SELECT {before}, 'd' AS \"_op\", \"_lsn\", \"_seq\", \"_commit_ts\", \"_actor\" \
              FROM live WHERE \"_op\" = 'u' AND \"_before\" IS NOT NULL AND ({key_changed})), \
          ranked AS (SELECT *, row_number() OVER (PARTITION BY {keys} \
-             ORDER BY \"_lsn\" DESC, \"_seq\" DESC) AS {RANK} FROM images) \
+             ORDER BY \"_lsn\" DESC, (\"_op\" <> 'r') DESC, \"_seq\" DESC) AS {RANK} \
+             FROM images) \
          SELECT {columns}, \"_lsn\", \"_commit_ts\", \"_actor\" FROM ranked \
          WHERE {RANK} = 1 AND \"_op\" <> 'd'",
         before = before_columns.join(", "),

@@ -1,0 +1,223 @@
+//! Historical-load benchmark: `walaudit snapshot` of a 10,000,000-row orders table into a local
+//! Delta lake, against the source's raw export speed in the same run,
+//! `psql -c "\copy (SELECT * FROM orders) TO '/dev/null'"`.
+//!
+//! Both read the same table, warm from a first untimed pass, in alternating order (psql,
+//! walaudit, walaudit, psql). walaudit runs with default settings (workers, chunk size); each of
+//! its runs uses a fresh slot and lake. Printed: rows/s of each run, the best of each contender,
+//! the ratio walaudit / psql (target ≥ 0.8), walaudit's peak RSS (VmHWM), and the lake row count
+//! read back with deltalake + DataFusion.
+//!
+//! `WALAUDIT_BENCH_ROWS` scales the table (default 10000000).
+
+#[path = "../tests/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use deltalake::datafusion::prelude::SessionContext;
+
+const TARGET_RATIO: f64 = 0.8;
+
+fn main() -> Result<()> {
+    let rows: u64 = std::env::var("WALAUDIT_BENCH_ROWS")
+        .ok()
+        .map(|v| v.parse().context("WALAUDIT_BENCH_ROWS must be a number"))
+        .transpose()?
+        .unwrap_or(10_000_000);
+    tokio::runtime::Runtime::new()?.block_on(bench(rows))
+}
+
+struct Figure {
+    who: &'static str,
+    seconds: f64,
+    peak_rss: Option<u64>,
+}
+
+async fn bench(rows: u64) -> Result<()> {
+    let cluster = support::PgCluster::start_async(support::ClusterOptions::default()).await?;
+    let db = cluster.fresh_db("snapbench").await?;
+    db.execute(support::orders::CREATE_ORDERS).await?;
+    eprintln!("filling orders with {rows} rows...");
+    let filled = Instant::now();
+    db.execute(&format!(
+        "INSERT INTO orders (customer_id, amount, status, note, created_at, updated_at)
+         SELECT (g * 7919) % 100000, ((g * 31) % 1000000) / 100.0,
+                (ARRAY['new','paid','shipped','cancelled'])[1 + g % 4],
+                'order note ' || g, now() - g * interval '1 second', now()
+         FROM generate_series(1, {rows}) g;
+         VACUUM ANALYZE orders;"
+    ))
+    .await?;
+    let size: String = db
+        .scalar("SELECT pg_size_pretty(pg_total_relation_size('orders'))")
+        .await?;
+    eprintln!("filled in {:.1}s ({size})", filled.elapsed().as_secs_f64());
+    db.execute("CREATE PUBLICATION walaudit FOR TABLE orders")
+        .await?;
+
+    let psql = cluster.bin("psql");
+    // Warm the cache for both contenders.
+    psql_copy(&psql, &db.url)?;
+    let bin = env!("CARGO_BIN_EXE_walaudit");
+    let work = tempfile::tempdir()?;
+    let mut figures = Vec::new();
+    for (i, who) in ["psql", "walaudit", "walaudit", "psql"]
+        .into_iter()
+        .enumerate()
+    {
+        let figure = if who == "psql" {
+            psql_copy(&psql, &db.url)?
+        } else {
+            let lake = work.path().join(format!("lake_{i}"));
+            let slot = format!("snapbench_{i}");
+            let figure = walaudit(bin, &db.url, &slot, &lake)?;
+            let written = count_lake_rows(&lake.join("public/orders")).await?;
+            ensure!(
+                written == rows as i64,
+                "walaudit wrote {written} rows, the table has {rows}"
+            );
+            db.execute(&format!("SELECT pg_drop_replication_slot('{slot}')"))
+                .await?;
+            figure
+        };
+        println!(
+            "{:<10} {rows:>10} rows {:>8.2}s {:>10.0} rows/s{}",
+            figure.who,
+            figure.seconds,
+            rows as f64 / figure.seconds,
+            figure
+                .peak_rss
+                .map(|b| format!("   peak RSS {:.0} MiB", b as f64 / (1 << 20) as f64))
+                .unwrap_or_default()
+        );
+        figures.push(figure);
+    }
+    let best = |who: &str| {
+        figures
+            .iter()
+            .filter(|f| f.who == who)
+            .map(|f| rows as f64 / f.seconds)
+            .fold(0.0, f64::max)
+    };
+    let (raw, ours) = (best("psql"), best("walaudit"));
+    let peak = figures.iter().filter_map(|f| f.peak_rss).max().unwrap_or(0);
+    println!("walaudit snapshot benchmark: orders, {rows} rows, {size}");
+    println!(
+        "result: psql \\copy {raw:.0} rows/s (best of 2), walaudit snapshot {ours:.0} rows/s (best of 2)"
+    );
+    println!(
+        "result: ratio walaudit / psql = {:.2} (target >= {TARGET_RATIO}): {}",
+        ours / raw,
+        if ours / raw >= TARGET_RATIO {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    println!(
+        "result: walaudit peak RSS {:.0} MiB",
+        peak as f64 / (1 << 20) as f64
+    );
+    drop(db);
+    cluster.shutdown_async().await?;
+    Ok(())
+}
+
+/// `psql -c "\copy (SELECT * FROM orders) TO '/dev/null'"`.
+fn psql_copy(psql: &Path, url: &str) -> Result<Figure> {
+    let started = Instant::now();
+    let out = Command::new(psql)
+        .args([
+            url,
+            "-X",
+            "-q",
+            "-c",
+            "\\copy (SELECT * FROM orders) TO '/dev/null'",
+        ])
+        .stdout(Stdio::null())
+        .output()
+        .context("run psql")?;
+    if !out.status.success() {
+        bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(Figure {
+        who: "psql",
+        seconds: started.elapsed().as_secs_f64(),
+        peak_rss: None,
+    })
+}
+
+/// `walaudit snapshot` (default settings) into `lake`, sampling its peak RSS.
+fn walaudit(bin: &str, url: &str, slot: &str, lake: &Path) -> Result<Figure> {
+    let log = lake.with_extension("log");
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .args([
+            "snapshot",
+            "--source",
+            url,
+            "--slot",
+            slot,
+            "--publication",
+            "walaudit",
+        ])
+        .arg("--lake")
+        .arg(lake)
+        .env("WALAUDIT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log)?))
+        .spawn()
+        .context("spawn walaudit")?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            for line in text.lines() {
+                if let Some(rest) = line.strip_prefix("VmHWM:") {
+                    let kib: u64 = rest
+                        .trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse()
+                        .unwrap_or(0);
+                    peak = peak.max(kib * 1024);
+                }
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        bail!("walaudit snapshot failed ({status}):\n{text}");
+    }
+    Ok(Figure {
+        who: "walaudit",
+        seconds,
+        peak_rss: Some(peak),
+    })
+}
+
+/// Rows of the Delta table at `dir`, read with deltalake + DataFusion.
+async fn count_lake_rows(dir: &Path) -> Result<i64> {
+    let url = deltalake::ensure_table_uri(dir.to_str().context("utf-8 path")?)?;
+    let table = deltalake::open_table(url).await?;
+    let ctx = SessionContext::new();
+    table.update_datafusion_session(&ctx.state())?;
+    ctx.register_table("t", table.table_provider().await?)?;
+    let batches = ctx.sql("SELECT count(*) FROM t").await?.collect().await?;
+    let counts = batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<deltalake::arrow::array::Int64Array>()
+        .context("count(*) is an Int64")?;
+    Ok(counts.value(0))
+}

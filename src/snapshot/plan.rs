@@ -1,0 +1,320 @@
+//! Splitting a table into chunks: primary-key ranges (bounds sampled with `TABLESAMPLE`), or
+//! ctid page ranges for tables without a primary key.
+//!
+//! # Invariants
+//! * The chunks of a plan cover the whole table and never overlap: the first has no lower
+//!   bound, the last no upper bound, and chunk `i`'s upper bound is chunk `i + 1`'s lower bound
+//!   (lower inclusive, upper exclusive).
+//! * A plan is stored with its load, so a resumed load copies exactly the chunks it lacks.
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+
+use super::SnapshotError;
+use super::catalog::SourceTable;
+use crate::source::{quote_ident, quote_literal};
+
+/// Most rows sampled to find key bounds.
+const MAX_SAMPLE: u64 = 100_000;
+/// Sampled rows per chunk: more gives evener chunks.
+const SAMPLES_PER_CHUNK: u64 = 32;
+
+/// One end of a chunk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bound {
+    /// Values of the primary-key columns, as text.
+    Key(Vec<String>),
+    /// A heap page: the chunk starts (or ends before) tuple `(page, 0)`.
+    Page(u64),
+}
+
+/// A range of a table, copied (and committed) as one unit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    pub index: u32,
+    /// Inclusive; `None`: from the start of the table.
+    pub lower: Option<Bound>,
+    /// Exclusive; `None`: to the end of the table.
+    pub upper: Option<Bound>,
+}
+
+/// The chunks of `table` for chunks of about `chunk_rows` rows, and the rows expected.
+pub async fn plan(
+    client: &Client,
+    table: &SourceTable,
+    chunk_rows: u64,
+) -> Result<(Vec<Chunk>, u64), SnapshotError> {
+    let rows = match table.estimated_rows {
+        Some(rows) => rows,
+        // Never analyzed: count once (planning is not under the load's snapshot, so this only
+        // sizes the chunks).
+        None => {
+            let sql = format!("SELECT count(*) FROM ONLY {}", qualified(table));
+            let row = client
+                .query_one(&sql, &[])
+                .await
+                .map_err(|e| SnapshotError::sql("counting rows to plan chunks", e))?;
+            u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)
+        }
+    };
+    let wanted = rows.div_ceil(chunk_rows.max(1));
+    if wanted <= 1 {
+        return Ok((vec![whole()], rows));
+    }
+    let bounds = if table.chunk_key.is_empty() {
+        page_bounds(table.pages, wanted)
+    } else {
+        key_bounds(client, table, rows, wanted).await?
+    };
+    Ok((chunks_between(bounds), rows))
+}
+
+fn whole() -> Chunk {
+    Chunk {
+        index: 0,
+        lower: None,
+        upper: None,
+    }
+}
+
+fn chunks_between(bounds: Vec<Bound>) -> Vec<Chunk> {
+    let mut chunks = Vec::with_capacity(bounds.len() + 1);
+    let mut lower = None;
+    for (i, bound) in bounds.into_iter().enumerate() {
+        chunks.push(Chunk {
+            index: i as u32,
+            lower: lower.take(),
+            upper: Some(bound.clone()),
+        });
+        lower = Some(bound);
+    }
+    chunks.push(Chunk {
+        index: chunks.len() as u32,
+        lower,
+        upper: None,
+    });
+    chunks
+}
+
+/// `chunks - 1` page bounds splitting `pages` evenly.
+fn page_bounds(pages: u64, chunks: u64) -> Vec<Bound> {
+    let per = pages.div_ceil(chunks).max(1);
+    (1..chunks)
+        .map(|i| i * per)
+        .take_while(|p| *p < pages)
+        .map(Bound::Page)
+        .collect()
+}
+
+/// Key bounds: even splits of `[min, max]` for a single integer key (one index probe each
+/// end), else the quantiles of a row sample of the key.
+async fn key_bounds(
+    client: &Client,
+    table: &SourceTable,
+    rows: u64,
+    chunks: u64,
+) -> Result<Vec<Bound>, SnapshotError> {
+    let keys = key_columns(table);
+    let integer = matches!(
+        table.chunk_key.as_slice(),
+        [k] if matches!(table.sql_types[*k].as_str(), "smallint" | "integer" | "bigint")
+    );
+    if integer {
+        let sql = format!(
+            "SELECT min({k})::int8, max({k})::int8 FROM ONLY {}",
+            qualified(table),
+            k = keys[0]
+        );
+        let row = client
+            .query_one(&sql, &[])
+            .await
+            .map_err(|e| SnapshotError::sql("reading the key range to plan chunks", e))?;
+        let (Some(min), Some(max)) = (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1))
+        else {
+            return Ok(Vec::new());
+        };
+        return Ok(integer_bounds(min, max, chunks));
+    }
+    let target = (chunks * SAMPLES_PER_CHUNK).min(MAX_SAMPLE);
+    let percent = (100.0 * target as f64 / rows.max(1) as f64).clamp(0.0001, 100.0);
+    // Output columns are aliased: `ORDER BY "id"` would otherwise sort the text output.
+    let text: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("src.{k}::text AS k{i}"))
+        .collect();
+    let order: Vec<String> = keys.iter().map(|k| format!("src.{k}")).collect();
+    let sql = format!(
+        "SELECT {} FROM ONLY {} AS src TABLESAMPLE BERNOULLI ({percent}) ORDER BY {}",
+        text.join(", "),
+        qualified(table),
+        order.join(", ")
+    );
+    let sample = client
+        .query(&sql, &[])
+        .await
+        .map_err(|e| SnapshotError::sql("sampling the primary key to plan chunks", e))?;
+    let sample: Vec<Vec<String>> = sample
+        .iter()
+        .map(|r| (0..keys.len()).map(|i| r.get::<_, String>(i)).collect())
+        .collect();
+    Ok(quantiles(sample, chunks))
+}
+
+/// `chunks - 1` increasing bounds splitting `[min, max]` evenly.
+fn integer_bounds(min: i64, max: i64, chunks: u64) -> Vec<Bound> {
+    let span = i128::from(max) - i128::from(min) + 1;
+    let mut bounds: Vec<Bound> = Vec::new();
+    let mut last = None;
+    for i in 1..i128::from(chunks) {
+        let at = i128::from(min) + span * i / i128::from(chunks);
+        if at <= i128::from(min) || last == Some(at) {
+            continue;
+        }
+        last = Some(at);
+        bounds.push(Bound::Key(vec![at.to_string()]));
+    }
+    bounds
+}
+
+/// `chunks - 1` bounds at evenly spaced positions of a sorted sample, without repeats.
+fn quantiles(sample: Vec<Vec<String>>, chunks: u64) -> Vec<Bound> {
+    let n = sample.len() as u64;
+    let mut bounds: Vec<Bound> = Vec::new();
+    if n == 0 {
+        return bounds;
+    }
+    for i in 1..chunks {
+        let at = usize::try_from(i * n / chunks).unwrap_or(usize::MAX);
+        let Some(key) = sample.get(at) else { break };
+        let bound = Bound::Key(key.clone());
+        // A key repeated in the sample would make an empty chunk.
+        if bounds.last() == Some(&bound) {
+            continue;
+        }
+        bounds.push(bound);
+    }
+    bounds
+}
+
+/// `schema.table`, quoted.
+pub fn qualified(table: &SourceTable) -> String {
+    format!(
+        "{}.{}",
+        quote_ident(&table.info.schema),
+        quote_ident(&table.info.name)
+    )
+}
+
+fn key_columns(table: &SourceTable) -> Vec<String> {
+    table
+        .chunk_key
+        .iter()
+        .map(|&i| quote_ident(&table.info.columns[i].name))
+        .collect()
+}
+
+/// The SQL condition selecting `chunk`'s rows (`TRUE` for a whole table).
+pub fn predicate(table: &SourceTable, chunk: &Chunk) -> String {
+    let side = |bound: &Bound, op: &str| match bound {
+        Bound::Page(page) => format!("ctid {op} '({page},0)'::tid"),
+        Bound::Key(values) => {
+            let columns = key_columns(table);
+            let literals: Vec<String> = table
+                .chunk_key
+                .iter()
+                .zip(values)
+                .map(|(&i, v)| format!("{}::{}", quote_literal(v), table.sql_types[i]))
+                .collect();
+            if columns.len() == 1 {
+                format!("{} {op} {}", columns[0], literals[0])
+            } else {
+                format!("({}) {op} ({})", columns.join(", "), literals.join(", "))
+            }
+        }
+    };
+    let mut parts = Vec::new();
+    if let Some(lower) = &chunk.lower {
+        parts.push(side(lower, ">="));
+    }
+    if let Some(upper) = &chunk.upper {
+        parts.push(side(upper, "<"));
+    }
+    if parts.is_empty() {
+        "TRUE".into()
+    } else {
+        parts.join(" AND ")
+    }
+}
+
+/// `COPY (SELECT <captured columns> FROM ONLY <table> WHERE <chunk>) TO STDOUT`.
+pub fn copy_sql(table: &SourceTable, chunk: &Chunk) -> String {
+    let columns: Vec<String> = table
+        .info
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect();
+    format!(
+        "COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT",
+        columns.join(", "),
+        qualified(table),
+        predicate(table, chunk)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_without_overlap() {
+        let chunks = chunks_between(page_bounds(100, 4));
+        assert_eq!(chunks.len(), 4);
+        assert_eq!(chunks[0].lower, None);
+        assert_eq!(chunks[3].upper, None);
+        for pair in chunks.windows(2) {
+            assert_eq!(pair[0].upper, pair[1].lower);
+        }
+        assert_eq!(chunks[1].lower, Some(Bound::Page(25)));
+        assert_eq!(chunks_between(Vec::new()), vec![whole()]);
+    }
+
+    #[test]
+    fn quantiles_skip_repeats() {
+        let sample: Vec<Vec<String>> = ["1", "1", "1", "1", "5", "9", "9", "12"]
+            .iter()
+            .map(|v| vec![v.to_string()])
+            .collect();
+        let bounds = quantiles(sample, 4);
+        // 8 rows into 4 chunks: positions 2, 4, 6.
+        let key = |v: &str| Bound::Key(vec![v.into()]);
+        assert_eq!(bounds, vec![key("1"), key("5"), key("9")]);
+        // Fewer samples than chunks: no repeated bound.
+        assert_eq!(quantiles(vec![vec!["a".into()]], 3), vec![key("a")]);
+        assert!(quantiles(Vec::new(), 3).is_empty());
+    }
+
+    #[test]
+    fn integer_bounds_increase_and_split_evenly() {
+        let key = |v: &str| Bound::Key(vec![v.into()]);
+        assert_eq!(
+            integer_bounds(1, 100, 4),
+            vec![key("26"), key("51"), key("76")]
+        );
+        // More chunks than keys: no repeated or empty leading bound.
+        assert_eq!(integer_bounds(5, 6, 4), vec![key("6")]);
+        let wide = integer_bounds(i64::MIN, i64::MAX, 2);
+        assert_eq!(wide, vec![key("0")]);
+    }
+
+    #[test]
+    fn bounds_round_trip_as_json() {
+        let b = Bound::Key(vec!["it's".into(), "2".into()]);
+        let text = serde_json::to_string(&b).unwrap();
+        assert_eq!(serde_json::from_str::<Bound>(&text).unwrap(), b);
+        let p = serde_json::to_string(&Bound::Page(7)).unwrap();
+        assert_eq!(p, r#"{"page":7}"#);
+    }
+}

@@ -1,0 +1,305 @@
+//! Snapshot export and the COPY workers.
+//!
+//! A temporary logical slot exports a snapshot; every worker imports it at the start of its own
+//! `REPEATABLE READ` transaction, then the exporting connection closes (which drops the
+//! temporary slot: imported snapshots stay valid in the importing transactions). Workers pull
+//! jobs from a shared queue until it is empty.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt as _;
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+
+use super::SnapshotError;
+use super::catalog::SourceTable;
+use super::copy_text::{RowSplitter, parse_row};
+use super::plan::{Chunk, copy_sql, qualified};
+use crate::Lsn;
+use crate::capture::{Change, Op, TxnMeta};
+use crate::decode::Cell;
+use crate::lake::evolve::conform;
+use crate::lake::sink::{builder_for, change_table_spec};
+use crate::lake::storage::LakeLocation;
+use crate::lake::table::LakeTable;
+use crate::metrics::SharedMetrics;
+use crate::source::{ConnParams, ReplicationClient, SnapshotAction};
+
+/// Rows between progress reports of a worker.
+const PROGRESS_EVERY: u64 = 8192;
+/// `_seq` of snapshot rows: chunk index × this + ordinal in the chunk.
+pub const SEQ_PER_CHUNK: u64 = 1 << 32;
+
+/// A snapshot every worker reads in.
+pub struct Exported {
+    pub consistent_point: Lsn,
+    /// When the snapshot was taken: `_commit_ts` of its rows.
+    pub taken_at_micros: i64,
+    pub workers: Vec<Client>,
+}
+
+/// Exports a snapshot through a temporary slot and opens `workers` sessions reading in it.
+pub async fn export(
+    source: &ConnParams,
+    slot: &str,
+    workers: usize,
+) -> Result<Exported, SnapshotError> {
+    let mut repl = ReplicationClient::connect(source).await?;
+    let name = temporary_slot_name(slot);
+    let created = repl
+        .create_slot(&name, true, SnapshotAction::Export)
+        .await?;
+    let taken_at_micros = super::record::now_micros();
+    let snapshot = created.snapshot_name.clone().ok_or_else(|| {
+        SnapshotError::Worker("the server exported no snapshot for the temporary slot".into())
+    })?;
+    let mut clients = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let client = source.connect_sql().await?;
+        client
+            .batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+                 SET TRANSACTION SNAPSHOT {}",
+                crate::source::quote_literal(&snapshot)
+            ))
+            .await
+            .map_err(|e| SnapshotError::sql("importing the exported snapshot", e))?;
+        clients.push(client);
+    }
+    // Every worker holds the snapshot now: the temporary slot can go.
+    repl.close().await;
+    tracing::info!(
+        consistent_point = %created.consistent_point, workers,
+        "snapshot exported to the copy workers"
+    );
+    Ok(Exported {
+        consistent_point: created.consistent_point,
+        taken_at_micros,
+        workers: clients,
+    })
+}
+
+fn temporary_slot_name(slot: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let suffix = format!("_snap_{}_{n}", std::process::id());
+    let keep = 63usize.saturating_sub(suffix.len());
+    format!("{}{suffix}", &slot[..slot.len().min(keep)])
+}
+
+/// What a worker does next.
+#[derive(Clone, Debug)]
+pub enum Job {
+    Chunk {
+        table: usize,
+        chunk: Chunk,
+    },
+    /// `count(*)` of the table in the snapshot, for the audit record.
+    Count {
+        table: usize,
+    },
+}
+
+/// What workers report to the coordinator.
+#[derive(Debug)]
+pub enum Event {
+    Rows {
+        table: usize,
+        rows: u64,
+    },
+    ChunkDone {
+        table: usize,
+        chunk: Chunk,
+        rows: u64,
+    },
+    Counted {
+        table: usize,
+        rows: u64,
+    },
+}
+
+/// Shared, read-only context of the workers.
+pub struct Context {
+    pub tables: Vec<SourceTable>,
+    pub load_ids: Vec<String>,
+    pub lake: LakeLocation,
+    pub app_id: String,
+    pub commit_attempts: u32,
+    pub metrics: SharedMetrics,
+    pub consistent_point: Lsn,
+    pub taken_at_micros: i64,
+}
+
+/// The app id a chunk's commit carries.
+pub fn chunk_app_id(load_id: &str, chunk: u32) -> String {
+    format!("walaudit-snapshot:{load_id}:{chunk}")
+}
+
+/// Runs jobs from `queue` until it is empty.
+pub async fn run(
+    client: Client,
+    queue: Arc<Mutex<VecDeque<Job>>>,
+    ctx: Arc<Context>,
+    events: mpsc::Sender<Event>,
+) -> Result<(), SnapshotError> {
+    let mut tables: HashMap<usize, LakeTable> = HashMap::new();
+    loop {
+        let job = queue.lock().expect("job queue lock").pop_front();
+        let Some(job) = job else { break };
+        match job {
+            Job::Count { table } => {
+                let sql = format!(
+                    "SELECT count(*) FROM ONLY {}",
+                    qualified(&ctx.tables[table])
+                );
+                let row = client
+                    .query_one(&sql, &[])
+                    .await
+                    .map_err(|e| SnapshotError::sql("counting the source rows", e))?;
+                let rows = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+                let _ = events.send(Event::Counted { table, rows }).await;
+            }
+            Job::Chunk { table, chunk } => {
+                if let std::collections::hash_map::Entry::Vacant(e) = tables.entry(table) {
+                    let spec = change_table_spec(
+                        &ctx.lake,
+                        &ctx.tables[table].info,
+                        &ctx.app_id,
+                        ctx.commit_attempts,
+                    )?;
+                    e.insert(LakeTable::open(spec).await?);
+                }
+                let lake = tables.get_mut(&table).expect("opened above");
+                let rows = copy_chunk(&client, &ctx, table, &chunk, lake, &events).await?;
+                let _ = events.send(Event::ChunkDone { table, chunk, rows }).await;
+            }
+        }
+    }
+    // Read-only: ending the transaction releases the snapshot.
+    let _ = client.batch_execute("COMMIT").await;
+    Ok(())
+}
+
+/// Copies one chunk into one Delta commit; returns its rows.
+async fn copy_chunk(
+    client: &Client,
+    ctx: &Context,
+    table: usize,
+    chunk: &Chunk,
+    lake: &mut LakeTable,
+    events: &mpsc::Sender<Event>,
+) -> Result<u64, SnapshotError> {
+    let source = &ctx.tables[table];
+    let name = source.name();
+    lake.reload().await?;
+    let (mut builder, _) = builder_for(lake, &source.info, 65_536)?;
+    let txn = TxnMeta {
+        xid: 0,
+        commit_lsn: ctx.consistent_point,
+        end_lsn: ctx.consistent_point,
+        commit_ts_micros: ctx.taken_at_micros,
+        origin: None,
+        context: None,
+        change_count: 0,
+        streamed: false,
+    };
+    let mut change = Change {
+        table: Arc::clone(builder.table()),
+        op: Op::Read,
+        seq: u64::from(chunk.index) * SEQ_PER_CHUNK,
+        row: Vec::with_capacity(source.info.columns.len()),
+        before: None,
+        changed: None,
+        unavailable: Vec::new(),
+        truncate_options: 0,
+    };
+    let columns = source.info.columns.len();
+    let copy_err = |source| SnapshotError::Copy {
+        table: name.clone(),
+        chunk: chunk.index,
+        source,
+    };
+    let stream = client
+        .copy_out(&copy_sql(source, chunk))
+        .await
+        .map_err(|e| SnapshotError::sql("starting COPY of a snapshot chunk", e))?;
+    let mut stream = std::pin::pin!(stream);
+    let mut splitter = RowSplitter::default();
+    let mut batches = Vec::new();
+    let mut rows = 0u64;
+    let mut unreported = 0u64;
+    let mut cells: Vec<Cell> = Vec::with_capacity(columns);
+    while let Some(data) = stream.next().await {
+        let data = data.map_err(|e| SnapshotError::sql("reading COPY data of a chunk", e))?;
+        splitter
+            .push(data, |line| {
+                parse_row(&line, columns, &mut cells)?;
+                std::mem::swap(&mut change.row, &mut cells);
+                builder.append(&txn, &change);
+                std::mem::swap(&mut change.row, &mut cells);
+                change.seq += 1;
+                rows += 1;
+                unreported += 1;
+                Ok(())
+            })
+            .map_err(copy_err)?;
+        if builder.len() >= 65_536 {
+            batches.push(builder.finish());
+        }
+        if unreported >= PROGRESS_EVERY {
+            ctx.metrics
+                .snapshot_rows
+                .with_label_values(&[&name])
+                .inc_by(unreported);
+            let _ = events
+                .send(Event::Rows {
+                    table,
+                    rows: unreported,
+                })
+                .await;
+            unreported = 0;
+        }
+    }
+    splitter.finish().map_err(copy_err)?;
+    if !builder.is_empty() {
+        batches.push(builder.finish());
+    }
+    ctx.metrics
+        .snapshot_rows
+        .with_label_values(&[&name])
+        .inc_by(unreported);
+    let _ = events
+        .send(Event::Rows {
+            table,
+            rows: unreported,
+        })
+        .await;
+    if rows == 0 {
+        // Nothing to commit (Delta has no empty appends): an empty chunk is simply copied
+        // again if its load resumes.
+        return Ok(0);
+    }
+    let schema = lake.arrow_schema()?;
+    let batches = batches
+        .iter()
+        .map(|b| conform(b, &schema))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(SnapshotError::arrow)?;
+    let app_id = chunk_app_id(&ctx.load_ids[table], chunk.index);
+    let version = i64::try_from(rows).unwrap_or(i64::MAX);
+    let started = std::time::Instant::now();
+    lake.append_tagged(batches, Some((&app_id, version)))
+        .await?;
+    let metrics = &ctx.metrics;
+    metrics
+        .lake_commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    metrics.lake_rows.with_label_values(&[&name]).inc_by(rows);
+    metrics
+        .changes
+        .with_label_values(&[&name, "r"])
+        .inc_by(rows);
+    tracing::debug!(table = %name, chunk = chunk.index, rows, "snapshot chunk committed");
+    Ok(rows)
+}
