@@ -18,8 +18,9 @@ use crate::lake::{LakeSink, LakeSinkOptions};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, PipelineOptions, RetryPolicy, SlotMode};
 use crate::slot_watch::SlotWatch;
+use crate::snapshot::load::stream_started;
 use crate::snapshot::progress::Display;
-use crate::snapshot::{LoadOptions, Loader, SourceSetup, ensure_source};
+use crate::snapshot::{LoadOptions, LoadSummary, Loader, SourceSetup, ensure_source};
 use crate::source::ConnParams;
 
 #[derive(Clone, Debug, Args)]
@@ -129,29 +130,54 @@ impl Run {
             crate::api::serve(self.listen, Arc::clone(&metrics), http_stop.clone()).await?;
         // The historical load runs beside the stream, on its own connections and commits.
         let loads_stop = cancel.child_token();
+        let slot_ready = CancellationToken::new();
         let loads = match self.snapshot {
             Some((setup, load)) => {
-                // The slot first: every change after its position is streamed, which is what
-                // makes the load's rows meet the stream without a gap.
-                ensure_source(&setup).await?;
-                let mut loader = Loader::open(load).await?;
-                if self.snapshot_mode == SnapshotMode::Only {
-                    let summary = loader.watch(self.poll, true, loads_stop).await?;
-                    print!("{}", super::snapshot::render(&summary.records));
-                    http_stop.cancel();
-                    let _ = http.await;
-                    return Ok(if summary.failed() {
-                        ExitCode::FAILURE
-                    } else {
-                        ExitCode::SUCCESS
-                    });
+                let started = stream_started(&load).await?;
+                if self.snapshot_mode == SnapshotMode::Only || !started {
+                    // A fresh engine (or `only`): the slot first, since every change after
+                    // its position is streamed, which is what makes the load's rows meet the
+                    // stream without a gap; then the initial load is decided and recorded
+                    // before the stream commits anything.
+                    ensure_source(&setup).await?;
+                    let mut loader = Loader::open(load).await?;
+                    if self.snapshot_mode == SnapshotMode::Only {
+                        let summary = loader.watch(self.poll, true, loads_stop).await?;
+                        print!("{}", super::snapshot::render(&summary.records));
+                        http_stop.cancel();
+                        let _ = http.await;
+                        return Ok(if summary.failed() {
+                            ExitCode::FAILURE
+                        } else {
+                            ExitCode::SUCCESS
+                        });
+                    }
+                    loader.plan_pending().await?;
+                    Some(tokio::spawn(loader.watch(
+                        self.poll,
+                        drain,
+                        loads_stop.clone(),
+                    )))
+                } else {
+                    // A restart: the stream starts at once; loads (resumed ones, tables added
+                    // later) start once it streams, so its slot exists.
+                    let (stop, ready, metrics) =
+                        (loads_stop.clone(), slot_ready.clone(), Arc::clone(&metrics));
+                    let poll = self.poll;
+                    Some(tokio::spawn(async move {
+                        while metrics.streaming.get() == 0 && !ready.is_cancelled() {
+                            if stop.is_cancelled() {
+                                return Ok(LoadSummary {
+                                    interrupted: true,
+                                    ..LoadSummary::default()
+                                });
+                            }
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                        ensure_source(&setup).await?;
+                        Loader::open(load).await?.watch(poll, drain, stop).await
+                    }))
                 }
-                loader.plan_pending().await?;
-                Some(tokio::spawn(loader.watch(
-                    self.poll,
-                    drain,
-                    loads_stop.clone(),
-                )))
             }
             None => None,
         };
@@ -189,6 +215,7 @@ impl Run {
         };
         engine_stop.cancel();
         watcher.abort();
+        slot_ready.cancel();
         // With --drain the load finishes too; otherwise it stops with the stream (and resumes
         // at the next start).
         if result.is_err() || !drain || lost.is_some() {

@@ -333,18 +333,7 @@ impl Loader {
 
     /// Whether the engine's stream has committed anything to the lake for this slot.
     async fn streamed(&self) -> Result<bool, SnapshotError> {
-        let app_id = format!("walaudit:{}", self.opts.slot);
-        let spec = crate::lake::table::TableSpec {
-            url: self.opts.lake.engine_table_url("transactions"),
-            storage_options: self.opts.lake.storage_options().clone(),
-            name: "_walaudit/transactions".into(),
-            schema: crate::lake::transactions_schema(),
-            properties: Vec::new(),
-            app_id,
-            attempts: self.opts.commit_attempts,
-        };
-        let table = LakeTable::open(spec).await?;
-        Ok(table.marker().complete.is_some() || table.marker().partial.is_some())
+        stream_started(&self.opts).await
     }
 
     /// Copies what the works lack. Ok(true) when cancelled.
@@ -553,6 +542,22 @@ impl Loader {
         progress.finish();
         Ok(false)
     }
+}
+
+/// Whether the engine's stream has committed anything to the lake for `opts.slot` (its marker
+/// in `_walaudit/transactions`): a fresh engine decides its initial load before streaming.
+pub async fn stream_started(opts: &LoadOptions) -> Result<bool, SnapshotError> {
+    let spec = crate::lake::table::TableSpec {
+        url: opts.lake.engine_table_url("transactions"),
+        storage_options: opts.lake.storage_options().clone(),
+        name: "_walaudit/transactions".into(),
+        schema: crate::lake::transactions_schema(),
+        properties: Vec::new(),
+        app_id: format!("walaudit:{}", opts.slot),
+        attempts: opts.commit_attempts,
+    };
+    let marker = LakeTable::open(spec).await?.marker();
+    Ok(marker.complete.is_some() || marker.partial.is_some())
 }
 
 fn done_record(w: &mut Work) -> LoadRecord {
