@@ -18,4 +18,5 @@ mod doctor;
 mod harness;
 mod lake;
 mod lake_s3;
+mod ops;
 mod query;
