@@ -1,5 +1,5 @@
-//! Operations artefacts: the Grafana dashboards and the Prometheus alert rules are checked
-//! like code.
+//! Operations artefacts: the Grafana dashboards, the Prometheus alert rules and the Docker
+//! files are checked like code.
 //!
 //! ```text
 //!  dashboards/*.json ──► JSON Schema (grafana-dashboard.schema.json), variables, datasources
@@ -9,6 +9,8 @@
 //!                                                                   (prometheus.rs)
 //!  dashboards/walaudit-alerts.yml ──► promtool check rules / test rules, metric names
 //!                                                                   (alerts.rs)
+//!  docker/ ──► compose services, mounts, build context, walaudit.toml through walaudit's own
+//!              config loader, Dockerfile stages                     (docker.rs)
 //! ```
 //!
 //! `grafana-dashboard.schema.json` beside this file is a copy of the project's
@@ -23,6 +25,7 @@ use serde_json::Value;
 
 mod alerts;
 mod dashboards;
+mod docker;
 mod prometheus;
 
 /// Metrics the dashboards or alerts may use although the engine does not expose them yet: a
