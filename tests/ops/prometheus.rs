@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,12 +24,13 @@ use serde_json::Value;
 
 use super::alerts::RULES;
 use super::{PENDING_METRICS, dashboards, metric_names, panels, repo};
-use crate::lake_s3::{Run, local_config};
+use crate::lake_s3::{Run, local_config, tail_text};
 use crate::support::shared;
 
 const PROMETHEUS: &str = "prometheus";
 const JOB: &str = "walaudit";
-const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
+/// Generous: the whole test suite shares two cores while this runs.
+const STARTUP_DEADLINE: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(200);
 /// Samples per series before the queries run, so that `rate()` has points in every window.
 const MIN_SAMPLES: u64 = 5;
@@ -57,6 +59,12 @@ impl Prometheus {
     /// Start Prometheus scraping `target` (host:port) every second as job `walaudit`, with the
     /// alert rules evaluated every second.
     fn start(target: &str) -> Result<Prometheus> {
+        let version = Command::new(PROMETHEUS).arg("--version").output();
+        ensure!(
+            version.is_ok_and(|out| out.status.success()),
+            "`{PROMETHEUS} --version` failed: install the Prometheus server \
+             (apt-get install prometheus)"
+        );
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("prometheus.yml");
         let rules = repo().join(RULES);
@@ -179,10 +187,12 @@ async fn engine_metrics(client: &reqwest::Client, port: u16) -> Option<String> {
     response.text().await.ok()
 }
 
-/// Poll the engine's /metrics until `done` holds for its text.
+/// Poll the engine's /metrics until `done` holds for its text; on timeout, fail with the end
+/// of the engine's log.
 async fn wait_engine(
     client: &reqwest::Client,
     port: u16,
+    log: &Path,
     what: &str,
     done: impl Fn(&str) -> bool,
 ) -> Result<String> {
@@ -193,10 +203,13 @@ async fn wait_engine(
         {
             return Ok(text);
         }
-        ensure!(
-            Instant::now() < deadline,
-            "the engine never reported {what}"
-        );
+        if Instant::now() >= deadline {
+            let log = std::fs::read(log).unwrap_or_default();
+            bail!(
+                "the engine never reported {what}; its log:\n{}",
+                tail_text(&log, 40)
+            );
+        }
         tokio::time::sleep(POLL).await;
     }
 }
@@ -246,16 +259,17 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() -> Result<(
     let mut run = Run::new(&db, dir.path().join("lake").to_str().unwrap());
     run.config = Some(local_config(dir.path())?);
     let port = free_port()?;
+    let engine_log = dir.path().join("walaudit.log");
     let mut engine = run
         .command(false)
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&engine_log)?)
         .spawn()
         .context("spawn walaudit run")?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    wait_engine(&client, port, "streaming", |m| {
+    wait_engine(&client, port, &engine_log, "streaming", |m| {
         m.lines().any(|l| l == "walaudit_streaming 1")
     })
     .await?;
@@ -273,7 +287,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() -> Result<(
         .await?;
     db.execute("DELETE FROM orders WHERE id > 150").await?;
     let table = "public.orders";
-    let exposition = wait_engine(&client, port, "the rows in the lake", |m| {
+    let exposition = wait_engine(&client, port, &engine_log, "the rows in the lake", |m| {
         m.lines()
             .any(|l| l == format!("walaudit_lake_rows_written_total{{table=\"{table}\"}} 350"))
     })
