@@ -19,6 +19,7 @@ mod doctor;
 mod harness;
 mod lake;
 mod lake_s3;
+mod ops;
 mod query;
 mod slot_safety;
 mod snapshot;
