@@ -49,10 +49,10 @@ async fn bench(rows: u64) -> Result<()> {
          SELECT (g * 7919) % 100000, ((g * 31) % 1000000) / 100.0,
                 (ARRAY['new','paid','shipped','cancelled'])[1 + g % 4],
                 'order note ' || g, now() - g * interval '1 second', now()
-         FROM generate_series(1, {rows}) g;
-         VACUUM ANALYZE orders;"
+         FROM generate_series(1, {rows}) g"
     ))
     .await?;
+    db.execute("VACUUM ANALYZE orders").await?;
     let size: String = db
         .scalar("SELECT pg_size_pretty(pg_total_relation_size('orders'))")
         .await?;

@@ -239,6 +239,17 @@ pub fn registry_metric_names() -> Vec<String> {
     let metrics = walaudit::metrics::Metrics::new();
     metrics.changes.with_label_values(&["public.t", "c"]);
     metrics.lake_rows.with_label_values(&["public.t"]);
+    metrics.slot_retained_wal.with_label_values(&["walaudit"]);
+    metrics
+        .slot_wal_status
+        .with_label_values(&["walaudit", "reserved"]);
+    metrics.snapshot_rows.with_label_values(&["public.t"]);
+    metrics
+        .snapshot_rows_expected
+        .with_label_values(&["public.t"]);
+    metrics
+        .snapshot_chunks
+        .with_label_values(&["public.t", "copied"]);
     let text = metrics.render();
     let (mut names, mut families) = (Vec::new(), Vec::new());
     for line in text.lines() {
