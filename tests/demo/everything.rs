@@ -66,8 +66,9 @@ async fn demo_captures_an_attributed_workload_and_cleans_up() {
     let listen = format!("127.0.0.1:{}", free_port());
     let args = [
         "demo",
+        // The acceptance run: `walaudit demo --duration 30s` from a clean clone (CI).
         "--duration",
-        "20s",
+        "30s",
         "--lake",
         lake.to_str().unwrap(),
         "--listen",
