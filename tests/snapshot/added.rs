@@ -93,6 +93,22 @@ async fn table_added_while_run_streams_is_loaded_exactly() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // A re-snapshot of the streaming table, requested from another process while `run`
+    // streams into the same change table.
+    let out = walaudit(&db, &cfg, &lake, &["snapshot", "--tables", "public.hot"])
+        .output()
+        .await
+        .unwrap();
+    check(&out, "snapshot --tables public.hot while run streams");
+    let hot_load = loads(&lake)
+        .await
+        .into_iter()
+        .find(|r| r.table == "public.hot" && r.kind == "requested")
+        .expect("a requested load of hot");
+    assert!(
+        hot_load.finished() && hot_load.rows_written > 0,
+        "{hot_load:?}"
+    );
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
     let pid = engine.id().unwrap();
