@@ -49,7 +49,7 @@ async fn bench(rows: u64) -> Result<()> {
          SELECT (g * 7919) % 100000, ((g * 31) % 1000000) / 100.0,
                 (ARRAY['new','paid','shipped','cancelled'])[1 + g % 4],
                 'order note ' || g, now() - g * interval '1 second', now()
-         FROM generate_series(1, {rows}) g"
+         FROM generate_series(1::bigint, {rows}) g"
     ))
     .await?;
     db.execute("VACUUM ANALYZE orders").await?;
