@@ -270,6 +270,17 @@ impl LakeTable {
         batches: Vec<RecordBatch>,
         tag: Option<(&str, i64)>,
     ) -> Result<(), LakeError> {
+        self.append_tagged_with(batches, tag, None).await
+    }
+
+    /// [`append_tagged`](Self::append_tagged) with Parquet writer properties (`None`: delta-rs'
+    /// defaults).
+    pub async fn append_tagged_with(
+        &mut self,
+        batches: Vec<RecordBatch>,
+        tag: Option<(&str, i64)>,
+        writer: Option<deltalake::parquet::file::properties::WriterProperties>,
+    ) -> Result<(), LakeError> {
         let mut delay = Duration::from_millis(200);
         let mut attempt = 1;
         loop {
@@ -279,10 +290,11 @@ impl LakeTable {
                 .into_iter()
                 .collect::<Vec<_>>();
             let props = CommitProperties::default().with_application_transactions(txns);
-            let result = self
-                .table
-                .clone()
-                .write(batches.clone())
+            let mut write = self.table.clone().write(batches.clone());
+            if let Some(writer) = &writer {
+                write = write.with_writer_properties(writer.clone());
+            }
+            let result = write
                 .with_save_mode(SaveMode::Append)
                 .with_schema_mode(SchemaMode::Merge)
                 .with_commit_properties(props)

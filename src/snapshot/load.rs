@@ -52,7 +52,7 @@ pub struct LoadOptions {
 /// What a pass loads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Targets {
-    /// What `run` loads: unfinished loads; and every published table when the engine has
+    /// What `run` loads: its unfinished loads (not `requested` ones); and every published table when the engine has
     /// neither loaded nor streamed anything for its slot yet (the initial load, like
     /// Debezium's "no offsets yet"); once loads are recorded, tables without one (tables added
     /// to the publication later). A slot that streamed without loads (`mode = never` before)
@@ -223,7 +223,17 @@ impl Loader {
         }
         let mut chosen: Vec<(LoadRecord, bool)> = Vec::new();
         let mut covered: HashSet<String> = HashSet::new();
-        for r in records.iter().filter(|r| !r.finished() && wanted(&r.table)) {
+        // `run` resumes its own loads (initial, added); a requested load belongs to the
+        // `walaudit snapshot` that asked for it (which may be running right now) and is resumed
+        // by running that command again.
+        let resumable = |r: &LoadRecord| match targets {
+            Targets::Auto => r.kind != LoadKind::Requested.as_str(),
+            _ => true,
+        };
+        for r in records
+            .iter()
+            .filter(|r| !r.finished() && wanted(&r.table) && resumable(r))
+        {
             if !published.contains(&r.table) {
                 tracing::warn!(table = %r.table, load = %r.load_id,
                     "unfinished load of a table no longer published: not resumed");

@@ -181,6 +181,22 @@ pub async fn run(
     Ok(())
 }
 
+/// Parquet settings of snapshot chunks: delta-rs' Snappy, but no dictionary for the source
+/// columns (a table's rows are mostly distinct values: interning them costs more than it
+/// saves); the low-cardinality metadata columns keep theirs.
+fn snapshot_writer() -> deltalake::parquet::file::properties::WriterProperties {
+    use deltalake::parquet::basic::Compression;
+    use deltalake::parquet::file::properties::WriterProperties;
+    use deltalake::parquet::schema::types::ColumnPath;
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(false);
+    for column in ["_op", "_actor", "_context"] {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), true);
+    }
+    builder.build()
+}
+
 /// Copies one chunk into one Delta commit; returns its rows.
 async fn copy_chunk(
     client: &Client,
@@ -289,7 +305,7 @@ async fn copy_chunk(
     let app_id = chunk_app_id(&ctx.load_ids[table], chunk.index);
     let version = i64::try_from(rows).unwrap_or(i64::MAX);
     let started = std::time::Instant::now();
-    lake.append_tagged(batches, Some((&app_id, version)))
+    lake.append_tagged_with(batches, Some((&app_id, version)), Some(snapshot_writer()))
         .await?;
     let metrics = &ctx.metrics;
     metrics
