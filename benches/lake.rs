@@ -19,12 +19,13 @@
 #[allow(dead_code, unused_imports)]
 mod support;
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
-use deltalake::datafusion::prelude::SessionContext;
 
 const TARGET_RATIO: f64 = 0.9;
 const TARGET_RSS_MIB: f64 = 512.0;
@@ -86,7 +87,7 @@ async fn bench(inserts: u64, updates: u64, changes: u64) -> Result<()> {
         } else {
             let lake = work.path().join(slot);
             let figure = walaudit(bin, &db.url, slot, &lake)?;
-            let written = count_lake_rows(&lake.join("public/orders")).await?;
+            let written = common::count_lake_rows(&lake.join("public/orders")).await?;
             ensure!(
                 written == changes as i64,
                 "walaudit wrote {written} changes, the workload made {changes}"
@@ -173,10 +174,8 @@ fn recvlogical(bin: &Path, url: &str, slot: &str, endpos: &str) -> Result<Figure
 
 /// `walaudit run --drain` into `lake`, sampling its RSS every 50 ms.
 fn walaudit(bin: &str, url: &str, slot: &str, lake: &Path) -> Result<Figure> {
-    let log = lake.with_extension("log");
-    let started = Instant::now();
-    let mut child = Command::new(bin)
-        .env("WALAUDIT_LISTEN", "127.0.0.1:0")
+    let mut cmd = Command::new(bin);
+    cmd.env("WALAUDIT_LISTEN", "127.0.0.1:0")
         .args([
             "run",
             "--drain",
@@ -192,63 +191,12 @@ fn walaudit(bin: &str, url: &str, slot: &str, lake: &Path) -> Result<Figure> {
         ])
         .arg("--lake")
         .arg(lake)
-        .env("WALAUDIT_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log)?))
-        .spawn()
-        .context("spawn walaudit")?;
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak = 0u64;
-    let status = loop {
-        if let Ok(text) = std::fs::read_to_string(&status_path) {
-            for line in text.lines() {
-                if let Some(rest) = line
-                    .strip_prefix("VmHWM:")
-                    .or_else(|| line.strip_prefix("VmRSS:"))
-                {
-                    let kib: u64 = rest
-                        .trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse()
-                        .unwrap_or(0);
-                    peak = peak.max(kib * 1024);
-                }
-            }
-        }
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    if !status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(30).collect();
-        bail!(
-            "walaudit run --drain failed ({status}):\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
-    }
+        .env("WALAUDIT_LOG", "warn");
+    let log = lake.with_extension("log");
+    let (seconds, peak) = common::run_measured(&mut cmd, &log, "walaudit run --drain")?;
     Ok(Figure {
         who: "walaudit",
         seconds,
         peak_rss: Some(peak),
     })
-}
-
-/// Rows of the Delta table at `dir`, read with deltalake + DataFusion.
-async fn count_lake_rows(dir: &Path) -> Result<i64> {
-    let url = deltalake::ensure_table_uri(dir.to_str().context("utf-8 path")?)?;
-    let table = deltalake::open_table(url).await?;
-    let ctx = SessionContext::new();
-    table.update_datafusion_session(&ctx.state())?;
-    ctx.register_table("t", table.table_provider().await?)?;
-    let batches = ctx.sql("SELECT count(*) FROM t").await?.collect().await?;
-    let column = batches[0].column(0);
-    let counts = column
-        .as_any()
-        .downcast_ref::<deltalake::arrow::array::Int64Array>()
-        .context("count(*) is an Int64")?;
-    Ok(counts.value(0))
 }

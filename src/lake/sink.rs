@@ -183,14 +183,8 @@ impl LakeSink {
     /// Open (or create) the engine tables; change tables are opened when first written.
     pub async fn open(opts: LakeSinkOptions) -> Result<LakeSink, LakeError> {
         let app_id = opts.app_id();
-        let spec = |name: &str, schema| TableSpec {
-            url: opts.lake.engine_table_url(name),
-            storage_options: opts.lake.storage_options().clone(),
-            name: format!("_walaudit/{name}"),
-            schema,
-            properties: Vec::new(),
-            app_id: app_id.clone(),
-            attempts: opts.commit_attempts,
+        let spec = |name: &str, schema| {
+            engine_table_spec(&opts.lake, name, schema, &app_id, opts.commit_attempts)
         };
         let txns = LakeTable::open(spec("transactions", transactions_schema())).await?;
         let messages = LakeTable::open(spec("messages", messages_schema())).await?;
@@ -558,6 +552,25 @@ impl LakeSink {
             self.flush_table(&key).await?;
         }
         Ok(())
+    }
+}
+
+/// How the engine's own table `_walaudit/<name>` is opened (and created).
+pub fn engine_table_spec(
+    lake: &LakeLocation,
+    name: &str,
+    schema: arrow_schema::SchemaRef,
+    app_id: &str,
+    attempts: u32,
+) -> TableSpec {
+    TableSpec {
+        url: lake.engine_table_url(name),
+        storage_options: lake.storage_options().clone(),
+        name: format!("_walaudit/{name}"),
+        schema,
+        properties: Vec::new(),
+        app_id: app_id.to_owned(),
+        attempts,
     }
 }
 

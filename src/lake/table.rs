@@ -30,6 +30,7 @@ use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{StructType, Transaction};
 use deltalake::operations::write::SchemaMode;
+use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
@@ -75,6 +76,16 @@ impl Marker {
         let partial = other.partial.is_none_or(|(lsn, seq)| self.holds(lsn, seq));
         complete && partial
     }
+}
+
+/// How a retried commit recognises that an earlier attempt landed although its answer was lost.
+enum Landed<'a> {
+    /// The stored markers cover this one.
+    Marker(Marker),
+    /// The table's log holds this app id at this version.
+    App(&'a str, i64),
+    /// Nothing identifies the commit (bookkeeping rows): a retry may write it again.
+    Unknown,
 }
 
 /// How a table is opened: identity, schema for creation, properties.
@@ -180,41 +191,6 @@ impl LakeTable {
         marker: Marker,
     ) -> Result<(), LakeError> {
         self.check_forward(&marker)?;
-        let mut delay = Duration::from_millis(200);
-        let mut attempt = 1;
-        loop {
-            match self.try_append(batches.clone(), marker).await {
-                Ok(table) => {
-                    self.table = table;
-                    self.marker = marker;
-                    self.commits += 1;
-                    return Ok(());
-                }
-                Err(e) if e.is_transient() && attempt < self.spec.attempts => {
-                    tracing::warn!(
-                        table = %self.spec.name, attempt, error = %e,
-                        "delta commit failed: retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                    attempt += 1;
-                    // The commit may have landed although the answer was lost.
-                    if self.reload().await.is_ok() && self.marker.covers(&marker) {
-                        self.commits += 1;
-                        return Ok(());
-                    }
-                    self.check_forward(&marker)?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    async fn try_append(
-        &self,
-        batches: Vec<RecordBatch>,
-        marker: Marker,
-    ) -> Result<DeltaTable, LakeError> {
         let now = chrono_millis();
         let mut txns = Vec::with_capacity(3);
         if let Some(complete) = marker.complete {
@@ -238,15 +214,10 @@ impl LakeTable {
                 now,
             ));
         }
-        let props = CommitProperties::default().with_application_transactions(txns);
-        self.table
-            .clone()
-            .write(batches)
-            .with_save_mode(SaveMode::Append)
-            .with_schema_mode(SchemaMode::Merge)
-            .with_commit_properties(props)
-            .await
-            .map_err(|e| LakeError::delta("append to", self.spec.name.clone(), e))
+        self.write(batches, txns, None, Landed::Marker(marker))
+            .await?;
+        self.marker = marker;
+        Ok(())
     }
 
     /// The version the table's log holds for `app_id` (a `txn` action), if any.
@@ -279,34 +250,50 @@ impl LakeTable {
         &mut self,
         batches: Vec<RecordBatch>,
         tag: Option<(&str, i64)>,
-        writer: Option<deltalake::parquet::file::properties::WriterProperties>,
+        writer: Option<WriterProperties>,
+    ) -> Result<(), LakeError> {
+        let txns = tag
+            .map(|(app, version)| Transaction::new_with_last_update(app, version, chrono_millis()))
+            .into_iter()
+            .collect();
+        let landed = tag.map_or(Landed::Unknown, |(app, version)| Landed::App(app, version));
+        self.write(batches, txns, writer, landed).await
+    }
+
+    /// One append commit carrying `txns`, retried with backoff on transient errors; before a
+    /// retry the table is reloaded and a commit that `landed` despite the error counts as done.
+    async fn write(
+        &mut self,
+        batches: Vec<RecordBatch>,
+        txns: Vec<Transaction>,
+        writer: Option<WriterProperties>,
+        landed: Landed<'_>,
     ) -> Result<(), LakeError> {
         let mut delay = Duration::from_millis(200);
         let mut attempt = 1;
         loop {
-            let now = chrono_millis();
-            let txns = tag
-                .map(|(app, version)| Transaction::new_with_last_update(app, version, now))
-                .into_iter()
-                .collect::<Vec<_>>();
-            let props = CommitProperties::default().with_application_transactions(txns);
-            let mut write = self.table.clone().write(batches.clone());
+            let props = CommitProperties::default().with_application_transactions(txns.clone());
+            let mut write = self
+                .table
+                .clone()
+                .write(batches.clone())
+                .with_save_mode(SaveMode::Append)
+                .with_schema_mode(SchemaMode::Merge)
+                .with_commit_properties(props);
             if let Some(writer) = &writer {
                 write = write.with_writer_properties(writer.clone());
             }
-            let result = write
-                .with_save_mode(SaveMode::Append)
-                .with_schema_mode(SchemaMode::Merge)
-                .with_commit_properties(props)
-                .await
-                .map_err(|e| LakeError::delta("append to", self.spec.name.clone(), e));
-            match result {
+            match write.await {
                 Ok(table) => {
                     self.table = table;
                     self.commits += 1;
                     return Ok(());
                 }
-                Err(e) if e.is_transient() && attempt < self.spec.attempts => {
+                Err(e) => {
+                    let e = LakeError::delta("append to", self.spec.name.clone(), e);
+                    if !e.is_transient() || attempt >= self.spec.attempts {
+                        return Err(e);
+                    }
                     tracing::warn!(
                         table = %self.spec.name, attempt, error = %e,
                         "delta commit failed: retrying"
@@ -314,16 +301,26 @@ impl LakeTable {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(10));
                     attempt += 1;
-                    if let Some((app, version)) = tag
-                        && self.reload().await.is_ok()
-                        && self.app_version(app).await.ok().flatten() == Some(version)
-                    {
+                    if self.reload().await.is_ok() && self.landed(&landed).await {
                         self.commits += 1;
                         return Ok(());
                     }
+                    if let Landed::Marker(marker) = &landed {
+                        self.check_forward(marker)?;
+                    }
                 }
-                Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Whether the table (just reloaded) holds the commit described by `landed`.
+    async fn landed(&self, landed: &Landed<'_>) -> bool {
+        match landed {
+            Landed::Marker(marker) => self.marker.covers(marker),
+            Landed::App(app, version) => {
+                self.app_version(app).await.ok().flatten() == Some(*version)
+            }
+            Landed::Unknown => false,
         }
     }
 

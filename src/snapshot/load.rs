@@ -23,7 +23,7 @@ use super::plan::{Chunk, plan};
 use super::progress::{Display, Progress};
 use super::record::{ChunkRecord, LoadKind, LoadLog, LoadRecord, now_micros};
 use super::worker::{self, Context, Event, Job, chunk_app_id};
-use crate::lake::sink::change_table_spec;
+use crate::lake::sink::{change_table_spec, engine_table_spec};
 use crate::lake::storage::LakeLocation;
 use crate::lake::table::LakeTable;
 use crate::metrics::SharedMetrics;
@@ -203,7 +203,7 @@ impl Loader {
         // Auto: new loads only on a fresh engine or once the engine manages loads.
         let new_loads = match targets {
             Targets::Auto if records.is_empty() => {
-                let streamed = self.streamed().await?;
+                let streamed = stream_started(&self.opts).await?;
                 if streamed {
                     tracing::info!(slot = %self.opts.slot,
                         "the slot has streamed into the lake without a historical load: existing \
@@ -339,11 +339,6 @@ impl Loader {
             .collect();
         self.log.record_loads(&started).await?;
         Ok(works)
-    }
-
-    /// Whether the engine's stream has committed anything to the lake for this slot.
-    async fn streamed(&self) -> Result<bool, SnapshotError> {
-        stream_started(&self.opts).await
     }
 
     /// Copies what the works lack. Ok(true) when cancelled.
@@ -557,15 +552,13 @@ impl Loader {
 /// Whether the engine's stream has committed anything to the lake for `opts.slot` (its marker
 /// in `_walaudit/transactions`): a fresh engine decides its initial load before streaming.
 pub async fn stream_started(opts: &LoadOptions) -> Result<bool, SnapshotError> {
-    let spec = crate::lake::table::TableSpec {
-        url: opts.lake.engine_table_url("transactions"),
-        storage_options: opts.lake.storage_options().clone(),
-        name: "_walaudit/transactions".into(),
-        schema: crate::lake::transactions_schema(),
-        properties: Vec::new(),
-        app_id: format!("walaudit:{}", opts.slot),
-        attempts: opts.commit_attempts,
-    };
+    let spec = engine_table_spec(
+        &opts.lake,
+        "transactions",
+        crate::lake::transactions_schema(),
+        &format!("walaudit:{}", opts.slot),
+        opts.commit_attempts,
+    );
     let marker = LakeTable::open(spec).await?.marker();
     Ok(marker.complete.is_some() || marker.partial.is_some())
 }

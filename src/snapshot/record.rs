@@ -20,8 +20,9 @@ use futures_util::StreamExt as _;
 
 use super::SnapshotError;
 use super::plan::{Bound, Chunk};
+use crate::lake::sink::engine_table_spec;
 use crate::lake::storage::LakeLocation;
-use crate::lake::table::{LakeTable, TableSpec};
+use crate::lake::table::LakeTable;
 
 pub const LOADS_TABLE: &str = "snapshots";
 pub const CHUNKS_TABLE: &str = "snapshot_chunks";
@@ -143,14 +144,8 @@ pub struct LoadLog {
 
 impl LoadLog {
     pub async fn open(lake: &LakeLocation, attempts: u32) -> Result<LoadLog, SnapshotError> {
-        let spec = |name: &str, schema| TableSpec {
-            url: lake.engine_table_url(name),
-            storage_options: lake.storage_options().clone(),
-            name: format!("_walaudit/{name}"),
-            schema,
-            properties: Vec::new(),
-            app_id: "walaudit-snapshot-log".into(),
-            attempts,
+        let spec = |name: &str, schema| {
+            engine_table_spec(lake, name, schema, "walaudit-snapshot-log", attempts)
         };
         Ok(LoadLog {
             loads: LakeTable::open(spec(LOADS_TABLE, loads_schema())).await?,
@@ -214,23 +209,6 @@ impl LoadLog {
         chunks.sort_by_key(|c| c.index);
         chunks.dedup_by_key(|c| c.index);
         Ok(chunks)
-    }
-
-    /// Rows of the chunks recorded done for a load's table, by chunk index.
-    pub async fn done_chunks(
-        &mut self,
-        load_id: &str,
-        table: &str,
-    ) -> Result<HashMap<u32, i64>, SnapshotError> {
-        let mut done = HashMap::new();
-        for batch in scan(&self.chunks).await? {
-            for r in chunks_from_batch(&batch)? {
-                if r.load_id == load_id && r.table == table && r.status == "done" {
-                    done.insert(r.chunk.index, r.rows.unwrap_or(0));
-                }
-            }
-        }
-        Ok(done)
     }
 }
 
@@ -506,7 +484,5 @@ mod tests {
         log.record_chunks(&[chunk(1, "done")]).await.unwrap();
         let planned = log.planned_chunks("l1", "public.t").await.unwrap();
         assert_eq!(planned, vec![chunk(0, "x").chunk, chunk(1, "x").chunk]);
-        let done = log.done_chunks("l1", "public.t").await.unwrap();
-        assert_eq!(done, HashMap::from([(1, 7)]));
     }
 }

@@ -2,23 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use super::{open, rows, session};
-use crate::support::shared;
-
-/// The value of an unlabelled series on the engine's /metrics, if it answers.
-async fn metric(port: u16, name: &str) -> Option<f64> {
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let request = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-    conn.write_all(request.as_bytes()).await.ok()?;
-    let mut body = String::new();
-    conn.read_to_string(&mut body).await.ok()?;
-    let line = body.lines().find(|l| l.starts_with(&format!("{name} ")))?;
-    line[name.len()..].trim().parse().ok()
-}
+use crate::support::{metric, shared};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_flushes_confirms_and_exits_zero() {

@@ -5,14 +5,14 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 use walaudit::Lsn;
 use walaudit::metrics::Metrics;
 use walaudit::slot_watch::SlotWatch;
 use walaudit::source::{ConnParams, SourceError};
 
-use crate::support::{ClusterOptions, PgCluster, TestDb, shared};
+use crate::support::{ClusterOptions, PgCluster, TestDb, metric, shared};
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -21,21 +21,6 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// The value of `series` (name with its labels, as exposed) on the engine's /metrics.
-pub async fn metric(port: u16, series: &str) -> Option<f64> {
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    let request = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-    conn.write_all(request.as_bytes()).await.ok()?;
-    let mut body = String::new();
-    conn.read_to_string(&mut body).await.ok()?;
-    let line = body
-        .lines()
-        .find(|l| l.starts_with(&format!("{series} ")))?;
-    line[series.len()..].trim().parse().ok()
 }
 
 /// `walaudit run` on `db`'s slot (named like the database) into `lake`, with an optional config.

@@ -1,5 +1,5 @@
 //! Small helpers of the test support code: SQL quoting, unique names, running a future to
-//! completion from synchronous code, file ownership, process liveness.
+//! completion from synchronous code, file ownership, process liveness, reading a metric.
 
 use std::fs;
 use std::future::Future;
@@ -9,6 +9,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `"name"` with embedded double quotes doubled: safe to splice into SQL as an identifier.
 pub fn quote_ident(name: &str) -> String {
@@ -171,4 +172,19 @@ pub fn process_running(pid: u32) -> Option<bool> {
         }
         Err(_) => None,
     }
+}
+
+/// The value of `series` (name with its labels, as exposed) on the engine's /metrics.
+pub async fn metric(port: u16, series: &str) -> Option<f64> {
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    conn.write_all(request.as_bytes()).await.ok()?;
+    let mut body = String::new();
+    conn.read_to_string(&mut body).await.ok()?;
+    let line = body
+        .lines()
+        .find(|l| l.starts_with(&format!("{series} ")))?;
+    line[series.len()..].trim().parse().ok()
 }
