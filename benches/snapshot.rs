@@ -6,7 +6,8 @@
 //! walaudit, walaudit, psql). walaudit runs with default settings (workers, chunk size); each of
 //! its runs uses a fresh slot and lake. Printed: rows/s of each run, the best of each contender,
 //! the ratio walaudit / psql (target ≥ 0.8), walaudit's peak RSS (VmHWM), and the lake row count
-//! read back with deltalake + DataFusion.
+//! read back with deltalake + DataFusion. A last run with `snapshot.copy_format = "text"` shows
+//! what a table that cannot be copied in binary gets (reported, not part of the target).
 //!
 //! `WALAUDIT_BENCH_ROWS` scales the table (default 10000000).
 
@@ -67,7 +68,7 @@ async fn bench(rows: u64) -> Result<()> {
     let bin = env!("CARGO_BIN_EXE_walaudit");
     let work = tempfile::tempdir()?;
     let mut figures = Vec::new();
-    for (i, who) in ["psql", "walaudit", "walaudit", "psql"]
+    for (i, who) in ["psql", "walaudit", "walaudit", "psql", "walaudit-text"]
         .into_iter()
         .enumerate()
     {
@@ -76,7 +77,8 @@ async fn bench(rows: u64) -> Result<()> {
         } else {
             let lake = work.path().join(format!("lake_{i}"));
             let slot = format!("snapbench_{i}");
-            let figure = walaudit(bin, &db.url, &slot, &lake)?;
+            let text = who == "walaudit-text";
+            let figure = walaudit(bin, &db.url, &slot, &lake, text, work.path())?;
             let written = common::count_lake_rows(&lake.join("public/orders")).await?;
             ensure!(
                 written == rows as i64,
@@ -87,7 +89,7 @@ async fn bench(rows: u64) -> Result<()> {
             figure
         };
         println!(
-            "{:<10} {rows:>10} rows {:>8.2}s {:>10.0} rows/s{}",
+            "{:<14} {rows:>10} rows {:>8.2}s {:>10.0} rows/s{}",
             figure.who,
             figure.seconds,
             rows as f64 / figure.seconds,
@@ -105,7 +107,7 @@ async fn bench(rows: u64) -> Result<()> {
             .map(|f| rows as f64 / f.seconds)
             .fold(0.0, f64::max)
     };
-    let (raw, ours) = (best("psql"), best("walaudit"));
+    let (raw, ours, text) = (best("psql"), best("walaudit"), best("walaudit-text"));
     let peak = figures.iter().filter_map(|f| f.peak_rss).max().unwrap_or(0);
     println!("walaudit snapshot benchmark: orders, {rows} rows, {size}");
     println!(
@@ -119,6 +121,10 @@ async fn bench(rows: u64) -> Result<()> {
         } else {
             "NOT met"
         }
+    );
+    println!(
+        "result: text COPY format (snapshot.copy_format = \"text\") {text:.0} rows/s, ratio {:.2}",
+        text / raw
     );
     println!(
         "result: walaudit peak RSS {:.0} MiB",
@@ -153,9 +159,22 @@ fn psql_copy(psql: &Path, url: &str) -> Result<Figure> {
     })
 }
 
-/// `walaudit snapshot` (default settings) into `lake`, sampling its peak RSS.
-fn walaudit(bin: &str, url: &str, slot: &str, lake: &Path) -> Result<Figure> {
+/// `walaudit snapshot` (default settings, or the text COPY format when `text`) into `lake`,
+/// sampling its peak RSS.
+fn walaudit(
+    bin: &str,
+    url: &str,
+    slot: &str,
+    lake: &Path,
+    text: bool,
+    work: &Path,
+) -> Result<Figure> {
     let mut cmd = Command::new(bin);
+    if text {
+        let config = work.join("text.toml");
+        std::fs::write(&config, "[snapshot]\ncopy_format = \"text\"\n")?;
+        cmd.arg("--config").arg(config);
+    }
     cmd.args([
         "snapshot",
         "--source",
@@ -171,7 +190,7 @@ fn walaudit(bin: &str, url: &str, slot: &str, lake: &Path) -> Result<Figure> {
     let log = lake.with_extension("log");
     let (seconds, peak) = common::run_measured(&mut cmd, &log, "walaudit snapshot")?;
     Ok(Figure {
-        who: "walaudit",
+        who: if text { "walaudit-text" } else { "walaudit" },
         seconds,
         peak_rss: Some(peak),
     })

@@ -158,6 +158,17 @@ pub enum SnapshotMode {
     Only,
 }
 
+/// The COPY format of the historical load (`[snapshot] copy_format`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CopyFormat {
+    /// Binary for tables whose every column has a binary reader, text for the others.
+    #[default]
+    Auto,
+    /// Text for every table (slower; for comparison, or to rule the binary readers out).
+    Text,
+}
+
 /// `[snapshot]`: the historical load of existing rows.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -170,6 +181,8 @@ pub struct SnapshotConfig {
     /// How often `run` looks for tables added to the publication.
     #[serde(with = "duration_text")]
     pub poll_interval: Duration,
+    /// COPY format of the chunks.
+    pub copy_format: CopyFormat,
 }
 
 impl Default for SnapshotConfig {
@@ -179,6 +192,7 @@ impl Default for SnapshotConfig {
             workers: default_snapshot_workers(),
             chunk_rows: 250_000,
             poll_interval: Duration::from_secs(10),
+            copy_format: CopyFormat::Auto,
         }
     }
 }
@@ -472,6 +486,9 @@ mod tests {
             ..SnapshotConfig::default()
         };
         assert_eq!(config.snapshot, snapshot);
+        let text = Config::from_toml("[snapshot]\ncopy_format = \"text\"\n").unwrap();
+        assert_eq!(text.snapshot.copy_format, CopyFormat::Text);
+        assert!(Config::from_toml("[snapshot]\ncopy_format = \"csv\"\n").is_err());
     }
 
     #[test]

@@ -111,6 +111,7 @@ pub fn load_options(
         lake: LakeLocation::new(&config.lake.url, &config.lake.s3)?,
         workers: config.snapshot.workers,
         chunk_rows: config.snapshot.chunk_rows,
+        copy_format: config.snapshot.copy_format,
         commit_attempts: config.lake.commit_attempts,
         metrics: Arc::new(Metrics::new()),
         display,

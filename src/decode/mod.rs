@@ -3,6 +3,7 @@
 //! ```text
 //!  XLogData payload (Bytes) ──► pgoutput::parse ──► Message (cells are slices of the payload)
 //!  cell text + PgType        ──► value::*        ──► typed values (Arrow builders, JSON)
+//!  COPY binary field + kind  ──► binary::*       ──► the same typed values (historical load)
 //! ```
 //!
 //! # Invariants
@@ -11,6 +12,7 @@
 //!   parsers return [`value::ValueError`] on malformed bytes (proven by property tests over
 //!   random bytes).
 
+pub mod binary;
 pub mod encode;
 pub mod message;
 pub mod pgoutput;

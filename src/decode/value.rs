@@ -260,6 +260,22 @@ fn hex_nibble(b: u8) -> ValueResult<u8> {
 pub struct UuidText([u8; 36]);
 
 impl UuidText {
+    /// The canonical form of a uuid's 16 bytes (its binary form).
+    pub fn from_bytes(bytes: &[u8; 16]) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b'-'; 36];
+        let mut at = 0;
+        for (i, b) in bytes.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                at += 1;
+            }
+            out[at] = HEX[usize::from(b >> 4)];
+            out[at + 1] = HEX[usize::from(b & 0x0f)];
+            at += 2;
+        }
+        Self(out)
+    }
+
     pub fn as_str(&self) -> &str {
         // Only ASCII hex digits and '-' are ever stored.
         std::str::from_utf8(&self.0).unwrap_or_default()

@@ -25,6 +25,7 @@ use arrow_buffer::{NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Field, FieldRef};
 
 use crate::decode::PgType;
+use crate::decode::binary::{self, BinaryKind};
 use crate::decode::pgtype::{LIST_ELEMENT, arrow_type};
 use crate::decode::value::{self, ValueError, ValueResult};
 
@@ -161,6 +162,51 @@ impl ColumnBuilder {
             Self::Timestamp(b) => b.append_value(value::parse_timestamp(text)?),
             Self::Timestamptz(b) => b.append_value(value::parse_timestamptz(text)?),
             Self::List(list) => list.try_append(text)?,
+        }
+        Ok(())
+    }
+
+    /// Appends the value whose binary form (`COPY … (FORMAT binary)`) is `bytes`, read as
+    /// `kind` (which [`binary_kind`](crate::decode::binary::binary_kind) chose for this
+    /// column's type). Like [`append_text`](Self::append_text): a null and the error when the
+    /// value cannot be represented.
+    pub(crate) fn append_binary(&mut self, kind: BinaryKind, bytes: &[u8]) -> ValueResult<()> {
+        let result = self.try_append_binary(kind, bytes);
+        if result.is_err() {
+            self.append_null();
+        }
+        result
+    }
+
+    fn try_append_binary(&mut self, kind: BinaryKind, bytes: &[u8]) -> ValueResult<()> {
+        match (self, kind) {
+            (Self::Bool(b), BinaryKind::Bool) => b.append_value(binary::decode_bool(bytes)?),
+            (Self::Int2(b), BinaryKind::Int2) => b.append_value(binary::decode_i16(bytes)?),
+            (Self::Int4(b), BinaryKind::Int4) => b.append_value(binary::decode_i32(bytes)?),
+            (Self::Int8(b), BinaryKind::Int8) => b.append_value(binary::decode_i64(bytes)?),
+            (Self::Int8(b), BinaryKind::Oid) => b.append_value(binary::decode_oid(bytes)?),
+            (Self::Float4(b), BinaryKind::Float4) => b.append_value(binary::decode_f32(bytes)?),
+            (Self::Float8(b), BinaryKind::Float8) => b.append_value(binary::decode_f64(bytes)?),
+            (
+                Self::Decimal {
+                    builder,
+                    precision,
+                    scale,
+                },
+                BinaryKind::Decimal { .. },
+            ) => builder.append_value(binary::decode_numeric(bytes, *precision, *scale)?),
+            (Self::Text(b), BinaryKind::Text) => b.append_value(value::parse_text(bytes)?),
+            (Self::Text(b), BinaryKind::Jsonb) => b.append_value(binary::decode_jsonb(bytes)?),
+            (Self::Uuid(b), BinaryKind::Uuid) => {
+                b.append_value(binary::decode_uuid(bytes)?.as_str());
+            }
+            (Self::Bytea { builder, .. }, BinaryKind::Bytea) => builder.append_value(bytes),
+            (Self::Date(b), BinaryKind::Date) => b.append_value(binary::decode_date(bytes)?),
+            (Self::Timestamp(b) | Self::Timestamptz(b), BinaryKind::Timestamp) => {
+                b.append_value(binary::decode_timestamp(bytes)?);
+            }
+            // binary_kind never pairs a kind with another lake type.
+            _ => return Err(ValueError::Malformed),
         }
         Ok(())
     }

@@ -25,6 +25,7 @@ pub mod durable;
 pub mod evolve;
 pub mod maintenance;
 pub mod probe;
+pub mod read_batch;
 pub mod schema;
 pub mod sink;
 pub mod storage;

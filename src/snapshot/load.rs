@@ -23,6 +23,7 @@ use super::plan::{Chunk, plan};
 use super::progress::{Display, Progress};
 use super::record::{ChunkRecord, LoadKind, LoadLog, LoadRecord, now_micros};
 use super::worker::{self, Context, Event, Job, chunk_app_id};
+use crate::config::CopyFormat;
 use crate::lake::sink::{change_table_spec, engine_table_spec};
 use crate::lake::storage::LakeLocation;
 use crate::lake::table::LakeTable;
@@ -44,6 +45,7 @@ pub struct LoadOptions {
     pub lake: LakeLocation,
     pub workers: usize,
     pub chunk_rows: u64,
+    pub copy_format: CopyFormat,
     pub commit_attempts: u32,
     pub metrics: SharedMetrics,
     pub display: Display,
@@ -437,6 +439,7 @@ impl Loader {
                 lake: self.opts.lake.clone(),
                 app_id,
                 commit_attempts: self.opts.commit_attempts,
+                copy_format: self.opts.copy_format,
                 metrics: Arc::clone(&metrics),
                 consistent_point: exported.consistent_point,
                 taken_at_micros: exported.taken_at_micros,

@@ -5,7 +5,8 @@
 //!  publication tables ─► catalog::describe ─► plan (PK ranges | ctid pages) ─► _walaudit/snapshot_chunks
 //!  temporary slot (CREATE_REPLICATION_SLOT … TEMPORARY … EXPORT_SNAPSHOT) ─► consistent point C
 //!       └─► N worker sessions: BEGIN REPEATABLE READ; SET TRANSACTION SNAPSHOT ─► slot closed
-//!  worker: COPY (SELECT … WHERE chunk) TO STDOUT ─► copy_text ─► ChangeBatchBuilder (_lsn = C)
+//!  worker: COPY (SELECT … WHERE chunk) TO STDOUT (FORMAT binary | text)
+//!       ─► copy_binary | copy_text ─► ReadBatchBuilder (_lsn = C)
 //!       ─► one Delta commit per chunk, carrying txn `walaudit-snapshot:<load>:<chunk>` = rows
 //!  coordinator: progress (bars / log lines, metrics) ─► _walaudit/snapshots (audit record)
 //! ```
@@ -32,6 +33,7 @@
 //! way any long `REPEATABLE READ` transaction does; they end when the load does.
 
 pub mod catalog;
+pub mod copy_binary;
 pub mod copy_text;
 pub mod load;
 pub mod plan;
@@ -74,6 +76,13 @@ pub enum SnapshotError {
         chunk: u32,
         #[source]
         source: copy_text::CopyTextError,
+    },
+    #[error("snapshot of {table}, chunk {chunk}: {source}")]
+    CopyBinary {
+        table: String,
+        chunk: u32,
+        #[source]
+        source: copy_binary::CopyBinaryError,
     },
     #[error(transparent)]
     Schema(#[from] SchemaError),

@@ -248,8 +248,9 @@ pub fn predicate(table: &SourceTable, chunk: &Chunk) -> String {
     }
 }
 
-/// `COPY (SELECT <captured columns> FROM ONLY <table> WHERE <chunk>) TO STDOUT`.
-pub fn copy_sql(table: &SourceTable, chunk: &Chunk) -> String {
+/// `COPY (SELECT <captured columns> FROM ONLY <table> WHERE <chunk>) TO STDOUT`, with
+/// `(FORMAT binary)` when `binary` (every column has a binary reader).
+pub fn copy_sql(table: &SourceTable, chunk: &Chunk, binary: bool) -> String {
     let columns: Vec<String> = table
         .info
         .columns
@@ -257,10 +258,11 @@ pub fn copy_sql(table: &SourceTable, chunk: &Chunk) -> String {
         .map(|c| quote_ident(&c.name))
         .collect();
     format!(
-        "COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT",
+        "COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT{}",
         columns.join(", "),
         qualified(table),
-        predicate(table, chunk)
+        predicate(table, chunk),
+        if binary { " (FORMAT binary)" } else { "" }
     )
 }
 

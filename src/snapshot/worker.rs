@@ -14,13 +14,16 @@ use tokio_postgres::Client;
 
 use super::SnapshotError;
 use super::catalog::SourceTable;
-use super::copy_text::{RowSplitter, parse_row};
+use super::copy_binary::{BinaryRows, CopyBinaryError};
+use super::copy_text::{CopyTextError, RowSplitter, parse_row};
 use super::plan::{Chunk, copy_sql, qualified};
 use crate::Lsn;
-use crate::capture::{Change, Op, TxnMeta};
+use crate::config::CopyFormat;
 use crate::decode::Cell;
-use crate::lake::evolve::conform;
-use crate::lake::sink::{builder_for, change_table_spec};
+use crate::decode::binary::{BinaryKind, binary_kind};
+use crate::lake::evolve::{conform, lake_shape};
+use crate::lake::read_batch::ReadBatchBuilder;
+use crate::lake::sink::change_table_spec;
 use crate::lake::storage::LakeLocation;
 use crate::lake::table::LakeTable;
 use crate::metrics::SharedMetrics;
@@ -28,6 +31,8 @@ use crate::source::{ConnParams, ReplicationClient, SnapshotAction};
 
 /// Rows between progress reports of a worker.
 const PROGRESS_EVERY: u64 = 8192;
+/// Rows per Arrow batch of a chunk.
+const BATCH_ROWS: usize = 65_536;
 /// `_seq` of snapshot rows: chunk index × this + ordinal in the chunk.
 pub const SEQ_PER_CHUNK: u64 = 1 << 32;
 
@@ -126,6 +131,7 @@ pub struct Context {
     pub lake: LakeLocation,
     pub app_id: String,
     pub commit_attempts: u32,
+    pub copy_format: CopyFormat,
     pub metrics: SharedMetrics,
     pub consistent_point: Lsn,
     pub taken_at_micros: i64,
@@ -198,6 +204,9 @@ fn snapshot_writer() -> deltalake::parquet::file::properties::WriterProperties {
 }
 
 /// Copies one chunk into one Delta commit; returns its rows.
+///
+/// The chunk is read in COPY's binary format when every column has a binary reader (no text
+/// formatting on the server, no text parsing here), in the text format otherwise.
 async fn copy_chunk(
     client: &Client,
     ctx: &Context,
@@ -209,59 +218,46 @@ async fn copy_chunk(
     let source = &ctx.tables[table];
     let name = source.name();
     lake.reload().await?;
-    let (mut builder, _) = builder_for(lake, &source.info, 65_536)?;
-    let txn = TxnMeta {
-        xid: 0,
-        commit_lsn: ctx.consistent_point,
-        end_lsn: ctx.consistent_point,
-        commit_ts_micros: ctx.taken_at_micros,
-        origin: None,
-        context: None,
-        change_count: 0,
-        streamed: false,
+    let (shape, _) = lake_shape(&source.info, &*lake.arrow_schema()?);
+    let kinds: Option<Vec<BinaryKind>> = match ctx.copy_format {
+        CopyFormat::Auto => shape
+            .columns
+            .iter()
+            .map(|c| binary_kind(c.type_oid, &c.pg_type))
+            .collect(),
+        CopyFormat::Text => None,
     };
-    let mut change = Change {
-        table: Arc::clone(builder.table()),
-        op: Op::Read,
-        seq: u64::from(chunk.index) * SEQ_PER_CHUNK,
-        row: Vec::with_capacity(source.info.columns.len()),
-        before: None,
-        changed: None,
-        unavailable: Vec::new(),
-        truncate_options: 0,
-    };
+    let mut builder = ReadBatchBuilder::new(
+        shape,
+        BATCH_ROWS,
+        ctx.consistent_point.0 as i64,
+        ctx.taken_at_micros,
+        i64::try_from(u64::from(chunk.index) * SEQ_PER_CHUNK).unwrap_or(i64::MAX),
+    )?;
     let columns = source.info.columns.len();
-    let copy_err = |source| SnapshotError::Copy {
-        table: name.clone(),
-        chunk: chunk.index,
-        source,
-    };
     let stream = client
-        .copy_out(&copy_sql(source, chunk))
+        .copy_out(&copy_sql(source, chunk, kinds.is_some()))
         .await
         .map_err(|e| SnapshotError::sql("starting COPY of a snapshot chunk", e))?;
     let mut stream = std::pin::pin!(stream);
-    let mut splitter = RowSplitter::default();
+    let mut reader = match &kinds {
+        Some(kinds) => Reader::Binary(BinaryRows::new(columns), kinds),
+        None => Reader::Text(RowSplitter::default(), Vec::with_capacity(columns)),
+    };
     let mut batches = Vec::new();
     let mut rows = 0u64;
     let mut unreported = 0u64;
-    let mut cells: Vec<Cell> = Vec::with_capacity(columns);
     while let Some(data) = stream.next().await {
         let data = data.map_err(|e| SnapshotError::sql("reading COPY data of a chunk", e))?;
-        splitter
-            .push(data, |line| {
-                parse_row(&line, columns, &mut cells)?;
-                std::mem::swap(&mut change.row, &mut cells);
-                builder.append(&txn, &change);
-                std::mem::swap(&mut change.row, &mut cells);
-                change.seq += 1;
-                rows += 1;
-                unreported += 1;
-                Ok(())
-            })
-            .map_err(copy_err)?;
-        if builder.len() >= 65_536 {
-            batches.push(builder.finish());
+        let before = builder.len();
+        reader
+            .push(data, columns, &mut builder)
+            .map_err(|e| e.at(&name, chunk.index))?;
+        let added = (builder.len() - before) as u64;
+        rows += added;
+        unreported += added;
+        if builder.len() >= BATCH_ROWS {
+            batches.push(builder.finish().map_err(SnapshotError::arrow)?);
         }
         if unreported >= PROGRESS_EVERY {
             ctx.metrics
@@ -277,9 +273,9 @@ async fn copy_chunk(
             unreported = 0;
         }
     }
-    splitter.finish().map_err(copy_err)?;
+    reader.finish().map_err(|e| e.at(&name, chunk.index))?;
     if !builder.is_empty() {
-        batches.push(builder.finish());
+        batches.push(builder.finish().map_err(SnapshotError::arrow)?);
     }
     ctx.metrics
         .snapshot_rows
@@ -316,6 +312,88 @@ async fn copy_chunk(
         .changes
         .with_label_values(&[&name, "r"])
         .inc_by(rows);
-    tracing::debug!(table = %name, chunk = chunk.index, rows, "snapshot chunk committed");
+    let format = if kinds.is_some() { "binary" } else { "text" };
+    tracing::debug!(table = %name, chunk = chunk.index, rows, format = %format, "snapshot chunk committed");
     Ok(rows)
+}
+
+/// Reads a chunk's COPY data in the format it was requested in.
+enum Reader<'k> {
+    Binary(BinaryRows, &'k [BinaryKind]),
+    /// The line splitter and a scratch row of cells.
+    Text(RowSplitter, Vec<Cell>),
+}
+
+/// A malformed COPY stream, in either format.
+enum ReadError {
+    Binary(CopyBinaryError),
+    Text(CopyTextError),
+}
+
+impl From<CopyBinaryError> for ReadError {
+    fn from(e: CopyBinaryError) -> Self {
+        Self::Binary(e)
+    }
+}
+
+impl From<CopyTextError> for ReadError {
+    fn from(e: CopyTextError) -> Self {
+        Self::Text(e)
+    }
+}
+
+impl ReadError {
+    fn at(self, table: &str, chunk: u32) -> SnapshotError {
+        let table = table.to_owned();
+        match self {
+            Self::Binary(source) => SnapshotError::CopyBinary {
+                table,
+                chunk,
+                source,
+            },
+            Self::Text(source) => SnapshotError::Copy {
+                table,
+                chunk,
+                source,
+            },
+        }
+    }
+}
+
+impl Reader<'_> {
+    /// Appends every row completed by one CopyData payload to `builder`.
+    fn push(
+        &mut self,
+        data: bytes::Bytes,
+        columns: usize,
+        builder: &mut ReadBatchBuilder,
+    ) -> Result<(), ReadError> {
+        match self {
+            Self::Binary(rows, kinds) => rows.push::<ReadError>(&data, |fields| {
+                for ((i, field), kind) in fields.enumerate().zip(kinds.iter()) {
+                    builder.binary(i, *kind, field);
+                }
+                builder.end_row();
+                Ok(())
+            }),
+            Self::Text(lines, cells) => lines.push::<ReadError>(data, |line| {
+                parse_row(&line, columns, cells)?;
+                for (i, cell) in cells.iter().enumerate() {
+                    match cell {
+                        Cell::Text(t) | Cell::Binary(t) => builder.text(i, Some(t)),
+                        Cell::Null | Cell::UnchangedToast => builder.text(i, None),
+                    }
+                }
+                builder.end_row();
+                Ok(())
+            }),
+        }
+    }
+
+    fn finish(&self) -> Result<(), ReadError> {
+        match self {
+            Self::Binary(rows, _) => Ok(rows.finish()?),
+            Self::Text(lines, _) => Ok(lines.finish()?),
+        }
+    }
 }
