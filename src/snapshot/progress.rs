@@ -45,6 +45,7 @@ pub struct Progress {
     _multi: Option<MultiProgress>,
     started: Instant,
     last_log: Instant,
+    log_every: Duration,
     /// Rows already in the lake when the pass started (resumed loads): not counted in the rate.
     resumed_rows: u64,
 }
@@ -52,6 +53,15 @@ pub struct Progress {
 impl Progress {
     /// `tables`: name, expected rows, chunks, rows already copied, chunks already done.
     pub fn new(display: Display, tables: &[(String, u64, u64, u64, u64)]) -> Progress {
+        Self::with_log_every(display, tables, LOG_EVERY)
+    }
+
+    /// [`new`](Self::new) with log lines every `log_every`.
+    pub fn with_log_every(
+        display: Display,
+        tables: &[(String, u64, u64, u64, u64)],
+        log_every: Duration,
+    ) -> Progress {
         let multi = (display == Display::Bars)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(4)));
         let style = ProgressStyle::with_template(
@@ -88,6 +98,7 @@ impl Progress {
             _multi: multi,
             started: Instant::now(),
             last_log: Instant::now(),
+            log_every,
             resumed_rows,
         }
     }
@@ -129,7 +140,7 @@ impl Progress {
     }
 
     fn maybe_log(&mut self) {
-        if self.overall.is_some() || self.last_log.elapsed() < LOG_EVERY {
+        if self.overall.is_some() || self.last_log.elapsed() < self.log_every {
             return;
         }
         self.last_log = Instant::now();
@@ -158,5 +169,95 @@ impl Progress {
         if let Some(bar) = &self.overall {
             bar.finish();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Log lines written while `f` runs.
+    fn logs(f: impl FnOnce()) -> String {
+        let buffer = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let writer = Arc::clone(&buffer);
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || Writer(Arc::clone(&writer)))
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buffer.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    struct Writer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Writer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn tables() -> Vec<(String, u64, u64, u64, u64)> {
+        vec![
+            ("public.a".into(), 1000, 4, 0, 0),
+            // Resumed: 500 rows and 1 of 2 chunks were done before this pass.
+            ("public.b".into(), 1000, 2, 500, 1),
+        ]
+    }
+
+    #[test]
+    fn log_lines_name_unfinished_tables_and_the_overall_rate() {
+        let out = logs(|| {
+            let mut p = Progress::with_log_every(Display::Logs, &tables(), Duration::ZERO);
+            std::thread::sleep(Duration::from_millis(20));
+            p.rows(0, 250);
+            p.chunk_done(0);
+            p.rows(1, 500);
+            p.chunk_done(1);
+            p.table_done(1);
+            p.finish();
+        });
+        let last_overall = out
+            .lines()
+            .rev()
+            .find(|l| l.contains("snapshot progress (all tables)"))
+            .unwrap_or_else(|| panic!("no overall progress line: {out}"));
+        assert!(
+            last_overall.contains("rows=1250 expected=2000"),
+            "{last_overall}"
+        );
+        assert!(last_overall.contains("rows_per_s="), "{last_overall}");
+        assert!(last_overall.contains("eta_s="), "{last_overall}");
+        let last_a = out
+            .lines()
+            .rev()
+            .find(|l| l.contains("table=public.a") && l.contains("snapshot progress"))
+            .unwrap_or_else(|| panic!("no progress line for public.a: {out}"));
+        assert!(
+            last_a.contains("rows=250 expected=1000 chunks=1 of_chunks=4"),
+            "{last_a}"
+        );
+        assert!(
+            out.contains("table snapshot finished table=public.b rows=1000 chunks=2"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn no_log_lines_before_the_interval_or_with_bars() {
+        let out = logs(|| {
+            let mut p =
+                Progress::with_log_every(Display::Logs, &tables(), Duration::from_secs(3600));
+            p.rows(0, 10);
+            let mut bars = Progress::with_log_every(Display::Bars, &tables(), Duration::ZERO);
+            bars.rows(0, 10);
+            bars.finish();
+        });
+        assert!(!out.contains("snapshot progress"), "{out}");
     }
 }

@@ -14,6 +14,7 @@ use crate::support::TestDb;
 mod added;
 mod exact;
 mod formats;
+mod progress;
 mod resume;
 
 /// Query options with room for the current-state plan of a 2M-row table (the default pool is
