@@ -110,11 +110,29 @@ async fn retained_wal_gauge_and_warning() {
     db.execute("INSERT INTO t SELECT g, repeat('x', 200) FROM generate_series(1, 8000) g")
         .await
         .unwrap();
-    let before_start: String = db
-        .scalar("SELECT pg_current_wal_lsn()::text")
+    // The test cluster commits asynchronously: the WAL write position (what
+    // pg_current_wal_lsn() and so the gauge report) reaches the insert position within the
+    // WAL writer's delay. Wait for it, so the lower bound below holds.
+    let inserted: String = db
+        .scalar("SELECT pg_current_wal_insert_lsn()::text")
         .await
         .unwrap();
-    let before_start: Lsn = before_start.parse().unwrap();
+    let before_start: Lsn = inserted.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let written: String = db
+            .scalar("SELECT pg_current_wal_lsn()::text")
+            .await
+            .unwrap();
+        if written.parse::<Lsn>().unwrap() >= before_start {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "WAL writes did not reach {inserted}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let at_least = before_start.0 - restart.0;
     assert!(at_least > 1_000_000, "the workload wrote {at_least} bytes");
 
