@@ -24,7 +24,7 @@ use arrow_array::{
     TimestampMicrosecondArray, new_null_array,
 };
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
-use arrow_schema::{ArrowError, DataType, SchemaRef};
+use arrow_schema::{ArrowError, DataType, Fields, SchemaRef};
 
 use super::column::ColumnBuilder;
 use super::schema::{SchemaError, UNAVAILABLE, change_schema, source_fields};
@@ -35,6 +35,7 @@ use crate::decode::binary::BinaryKind;
 pub struct ReadBatchBuilder {
     table: Arc<TableInfo>,
     schema: SchemaRef,
+    before_fields: Fields,
     columns: Vec<ColumnBuilder>,
     lsn: i64,
     commit_ts_micros: i64,
@@ -61,6 +62,7 @@ impl ReadBatchBuilder {
         first_seq: i64,
     ) -> Result<Self, SchemaError> {
         let schema = change_schema(&table)?;
+        let before_fields = source_fields(&table)?;
         let columns = table
             .columns
             .iter()
@@ -69,6 +71,7 @@ impl ReadBatchBuilder {
         Ok(Self {
             table,
             schema,
+            before_fields,
             columns,
             lsn,
             commit_ts_micros,
@@ -166,15 +169,13 @@ impl ReadBatchBuilder {
         arrays.push(Arc::new(
             TimestampMicrosecondArray::from(vec![self.commit_ts_micros; n]).with_timezone("UTC"),
         ));
-        let before_fields = source_fields(&self.table).map_err(|e| {
-            ArrowError::SchemaError(format!("the change schema was built before: {e}"))
-        })?;
-        let before_children = before_fields
+        let before_children = self
+            .before_fields
             .iter()
             .map(|f| new_null_array(f.data_type(), n))
             .collect();
         arrays.push(Arc::new(StructArray::try_new(
-            before_fields,
+            self.before_fields.clone(),
             before_children,
             Some(NullBuffer::new_null(n)),
         )?));

@@ -8,7 +8,9 @@
 //! ```
 //!
 //! PostgreSQL sends one row per CopyData message (the header rides with the first), so rows are
-//! read in place; bytes are copied only when a row spans messages.
+//! read in place; bytes are copied only when a row spans messages. (tokio-postgres'
+//! `BinaryCopyOutStream` frames the same format, but allocates per row and hands values out only
+//! through `FromSql`; the load wants the raw field bytes for its own decoders.)
 //!
 //! # Invariants
 //! * A row reaches the caller only when all of its fields have arrived, with exactly the

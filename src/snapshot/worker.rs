@@ -218,7 +218,8 @@ async fn copy_chunk(
     let source = &ctx.tables[table];
     let name = source.name();
     lake.reload().await?;
-    let (shape, _) = lake_shape(&source.info, &*lake.arrow_schema()?);
+    let schema = lake.arrow_schema()?;
+    let (shape, _) = lake_shape(&source.info, &schema);
     let kinds: Option<Vec<BinaryKind>> = match ctx.copy_format {
         CopyFormat::Auto => shape
             .columns
@@ -260,39 +261,19 @@ async fn copy_chunk(
             batches.push(builder.finish().map_err(SnapshotError::arrow)?);
         }
         if unreported >= PROGRESS_EVERY {
-            ctx.metrics
-                .snapshot_rows
-                .with_label_values(&[&name])
-                .inc_by(unreported);
-            let _ = events
-                .send(Event::Rows {
-                    table,
-                    rows: unreported,
-                })
-                .await;
-            unreported = 0;
+            report_rows(ctx, events, table, &name, std::mem::take(&mut unreported)).await;
         }
     }
     reader.finish().map_err(|e| e.at(&name, chunk.index))?;
     if !builder.is_empty() {
         batches.push(builder.finish().map_err(SnapshotError::arrow)?);
     }
-    ctx.metrics
-        .snapshot_rows
-        .with_label_values(&[&name])
-        .inc_by(unreported);
-    let _ = events
-        .send(Event::Rows {
-            table,
-            rows: unreported,
-        })
-        .await;
+    report_rows(ctx, events, table, &name, unreported).await;
     if rows == 0 {
         // Nothing to commit (Delta has no empty appends): an empty chunk is simply copied
         // again if its load resumes.
         return Ok(0);
     }
-    let schema = lake.arrow_schema()?;
     let batches = batches
         .iter()
         .map(|b| conform(b, &schema))
@@ -315,6 +296,21 @@ async fn copy_chunk(
     let format = if kinds.is_some() { "binary" } else { "text" };
     tracing::debug!(table = %name, chunk = chunk.index, rows, format = %format, "snapshot chunk committed");
     Ok(rows)
+}
+
+/// Counts `rows` copied rows of `table` in the metrics and tells the coordinator.
+async fn report_rows(
+    ctx: &Context,
+    events: &mpsc::Sender<Event>,
+    table: usize,
+    name: &str,
+    rows: u64,
+) {
+    ctx.metrics
+        .snapshot_rows
+        .with_label_values(&[name])
+        .inc_by(rows);
+    let _ = events.send(Event::Rows { table, rows }).await;
 }
 
 /// Reads a chunk's COPY data in the format it was requested in.

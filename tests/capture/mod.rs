@@ -54,12 +54,7 @@ pub fn options(db: &TestDb, slot: &str, max_memory: usize) -> PipelineOptions {
 pub async fn prepare(db: &TestDb) -> Result<String> {
     db.execute("CREATE PUBLICATION walaudit FOR ALL TABLES")
         .await?;
-    // Its own transaction: a slot cannot be created in one that has written.
-    db.execute(&format!(
-        "SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
-        db.name
-    ))
-    .await?;
+    db.create_slot().await?;
     Ok(db.name.clone())
 }
 

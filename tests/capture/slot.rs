@@ -24,12 +24,7 @@ async fn idle_captured_tables_do_not_retain_wal_of_busy_ones() {
     )
     .await
     .unwrap();
-    db.execute(&format!(
-        "SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
-        db.name
-    ))
-    .await
-    .unwrap();
+    db.create_slot().await.unwrap();
     let store = Arc::new(Mutex::new(MemoryStore::default()));
     let cancel = CancellationToken::new();
     let mut opts = options(&db, &db.name, 1 << 20);

@@ -13,12 +13,7 @@ async fn healthy_db(hint: &str) -> TestDb {
     db.execute("CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION walaudit FOR ALL TABLES")
         .await
         .unwrap();
-    db.execute(&format!(
-        "SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
-        db.name
-    ))
-    .await
-    .unwrap();
+    db.create_slot().await.unwrap();
     db
 }
 

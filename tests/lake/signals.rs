@@ -1,11 +1,11 @@
 //! SIGTERM: the engine flushes what it holds, confirms it, and exits 0.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
 use super::{open, rows, session};
-use crate::support::{metric, shared};
+use crate::support::{shared, wait_metric};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_flushes_confirms_and_exits_zero() {
@@ -40,26 +40,22 @@ async fn sigterm_flushes_confirms_and_exits_zero() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while metric(port, "walaudit_streaming").await != Some(1.0) {
-        assert!(
-            Instant::now() < deadline,
-            "the engine did not start streaming"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let within = Duration::from_secs(60);
+    wait_metric(
+        port,
+        "walaudit_streaming",
+        1.0,
+        within,
+        "the engine did not start streaming",
+    )
+    .await;
     for id in 1..=10 {
         db.execute(&format!("INSERT INTO t VALUES ({id})"))
             .await
             .unwrap();
     }
-    while metric(port, "walaudit_transactions_total").await != Some(10.0) {
-        assert!(
-            Instant::now() < deadline,
-            "the engine did not receive the transactions"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = "the engine did not receive the transactions";
+    wait_metric(port, "walaudit_transactions_total", 10.0, within, what).await;
     let pid = child.id().unwrap().to_string();
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &pid])

@@ -12,7 +12,7 @@ use walaudit::metrics::Metrics;
 use walaudit::slot_watch::SlotWatch;
 use walaudit::source::{ConnParams, SourceError};
 
-use crate::support::{ClusterOptions, PgCluster, TestDb, metric, shared};
+use crate::support::{ClusterOptions, PgCluster, TestDb, metric, shared, wait_metric};
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -65,14 +65,15 @@ async fn finish(mut child: Child, within: Duration) -> (Option<i32>, String) {
 }
 
 async fn wait_streaming(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while metric(port, "walaudit_streaming").await != Some(1.0) {
-        assert!(
-            Instant::now() < deadline,
-            "the engine did not start streaming"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let within = Duration::from_secs(60);
+    wait_metric(
+        port,
+        "walaudit_streaming",
+        1.0,
+        within,
+        "the engine did not start streaming",
+    )
+    .await;
 }
 
 async fn wal_status(db: &TestDb) -> String {
@@ -92,12 +93,7 @@ async fn retained_wal_gauge_and_warning() {
     )
     .await
     .unwrap();
-    db.execute(&format!(
-        "SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
-        db.name
-    ))
-    .await
-    .unwrap();
+    db.create_slot().await.unwrap();
     let restart: String = db
         .scalar(&format!(
             "SELECT restart_lsn::text FROM pg_replication_slots WHERE slot_name = '{}'",
@@ -254,14 +250,15 @@ async fn invalidated_slot_stops_run_with_the_recovery_steps() {
     let engine = spawn_run(&busy, &dir.path().join("busy"), port, Some(stalled));
     wait_streaming(port).await;
     busy.execute("INSERT INTO t VALUES (2)").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while metric(port, "walaudit_transactions_total").await != Some(1.0) {
-        assert!(
-            Instant::now() < deadline,
-            "the engine did not receive the insert"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (series, within) = ("walaudit_transactions_total", Duration::from_secs(30));
+    wait_metric(
+        port,
+        series,
+        1.0,
+        within,
+        "the engine did not receive the insert",
+    )
+    .await;
 
     churn_wal_until_lost(&admin, &[&idle, &busy]).await;
 

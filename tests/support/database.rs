@@ -89,6 +89,16 @@ impl TestDb {
             .with_context(|| format!("in {}: {sql}", self.name))
     }
 
+    /// Creates the logical (pgoutput) slot named after the database, so unique in the shared
+    /// cluster. Run it in its own transaction: a slot cannot be created in one that has written.
+    pub async fn create_slot(&self) -> Result<()> {
+        self.execute(&format!(
+            "SELECT pg_create_logical_replication_slot('{}', 'pgoutput')",
+            self.name
+        ))
+        .await
+    }
+
     /// The first column of the only row `sql` returns.
     pub async fn scalar<T: FromSqlOwned>(&self, sql: &str) -> Result<T> {
         let row = self

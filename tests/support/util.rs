@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -171,6 +172,16 @@ pub fn process_running(pid: u32) -> Option<bool> {
             Path::new("/proc/self/stat").exists().then_some(false)
         }
         Err(_) => None,
+    }
+}
+
+/// Waits until `series` on the engine's /metrics equals `want`; panics naming `what` after
+/// `within`.
+pub async fn wait_metric(port: u16, series: &str, want: f64, within: Duration, what: &str) {
+    let deadline = std::time::Instant::now() + within;
+    while metric(port, series).await != Some(want) {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
