@@ -21,6 +21,7 @@ mod support;
 
 mod common;
 
+use common::{Figure, best_rate, mib, peak_rss};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -40,12 +41,6 @@ fn main() -> Result<()> {
     let changes = inserts + updates;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(bench(inserts, updates, changes))
-}
-
-struct Figure {
-    who: &'static str,
-    seconds: f64,
-    peak_rss: Option<u64>,
 }
 
 async fn bench(inserts: u64, updates: u64, changes: u64) -> Result<()> {
@@ -94,29 +89,13 @@ async fn bench(inserts: u64, updates: u64, changes: u64) -> Result<()> {
             );
             figure
         };
-        println!(
-            "{:<14} {:>10} changes {:>8.2}s {:>10.0} changes/s{}",
-            figure.who,
-            changes,
-            figure.seconds,
-            changes as f64 / figure.seconds,
-            figure
-                .peak_rss
-                .map(|b| format!("   peak RSS {:.0} MiB", mib(b)))
-                .unwrap_or_default()
-        );
+        figure.print(changes, "changes");
         figures.push(figure);
     }
     // Best of the two runs of each contender.
-    let rate = |who: &str| {
-        figures
-            .iter()
-            .filter(|f| f.who == who)
-            .map(|f| changes as f64 / f.seconds)
-            .fold(0.0, f64::max)
-    };
+    let rate = |who: &str| best_rate(&figures, who, changes);
     let (recv, ours) = (rate("pg_recvlogical"), rate("walaudit"));
-    let peak = figures.iter().filter_map(|f| f.peak_rss).max().unwrap_or(0);
+    let peak = peak_rss(&figures);
     println!("walaudit lake benchmark: orders backlog, {inserts} inserts + {updates} updates");
     println!(
         "result: pg_recvlogical {recv:.0} changes/s (best of 2), walaudit {ours:.0} changes/s (best of 2)"
@@ -142,10 +121,6 @@ async fn bench(inserts: u64, updates: u64, changes: u64) -> Result<()> {
     drop(db);
     cluster.shutdown_async().await?;
     Ok(())
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1 << 20) as f64
 }
 
 /// pg_recvlogical from the slot's start to `endpos`, output discarded.

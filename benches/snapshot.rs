@@ -17,6 +17,7 @@ mod support;
 
 mod common;
 
+use common::{Figure, best_rate, mib, peak_rss};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -32,12 +33,6 @@ fn main() -> Result<()> {
         .transpose()?
         .unwrap_or(10_000_000);
     tokio::runtime::Runtime::new()?.block_on(bench(rows))
-}
-
-struct Figure {
-    who: &'static str,
-    seconds: f64,
-    peak_rss: Option<u64>,
 }
 
 async fn bench(rows: u64) -> Result<()> {
@@ -88,27 +83,12 @@ async fn bench(rows: u64) -> Result<()> {
                 .await?;
             figure
         };
-        println!(
-            "{:<14} {rows:>10} rows {:>8.2}s {:>10.0} rows/s{}",
-            figure.who,
-            figure.seconds,
-            rows as f64 / figure.seconds,
-            figure
-                .peak_rss
-                .map(|b| format!("   peak RSS {:.0} MiB", b as f64 / (1 << 20) as f64))
-                .unwrap_or_default()
-        );
+        figure.print(rows, "rows");
         figures.push(figure);
     }
-    let best = |who: &str| {
-        figures
-            .iter()
-            .filter(|f| f.who == who)
-            .map(|f| rows as f64 / f.seconds)
-            .fold(0.0, f64::max)
-    };
+    let best = |who: &str| best_rate(&figures, who, rows);
     let (raw, ours, text) = (best("psql"), best("walaudit"), best("walaudit-text"));
-    let peak = figures.iter().filter_map(|f| f.peak_rss).max().unwrap_or(0);
+    let peak = peak_rss(&figures);
     println!("walaudit snapshot benchmark: orders, {rows} rows, {size}");
     println!(
         "result: psql \\copy {raw:.0} rows/s (best of 2), walaudit snapshot {ours:.0} rows/s (best of 2)"
@@ -126,10 +106,7 @@ async fn bench(rows: u64) -> Result<()> {
         "result: text COPY format (snapshot.copy_format = \"text\") {text:.0} rows/s, ratio {:.2}",
         text / raw
     );
-    println!(
-        "result: walaudit peak RSS {:.0} MiB",
-        peak as f64 / (1 << 20) as f64
-    );
+    println!("result: walaudit peak RSS {:.0} MiB", mib(peak));
     drop(db);
     cluster.shutdown_async().await?;
     Ok(())

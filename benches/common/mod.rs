@@ -1,5 +1,5 @@
 //! What the end-to-end benchmarks share: running the walaudit binary while sampling its peak
-//! RSS, and counting the rows of a lake table.
+//! RSS, counting the rows of a lake table, and the figures of each run.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -68,4 +68,44 @@ pub async fn count_lake_rows(dir: &Path) -> Result<i64> {
         .downcast_ref::<deltalake::arrow::array::Int64Array>()
         .context("count(*) is an Int64")?;
     Ok(counts.value(0))
+}
+
+/// One timed run of a contender.
+pub struct Figure {
+    pub who: &'static str,
+    pub seconds: f64,
+    pub peak_rss: Option<u64>,
+}
+
+impl Figure {
+    /// Prints the run: `count` `unit`s in its time, the rate, the peak RSS when sampled.
+    pub fn print(&self, count: u64, unit: &str) {
+        println!(
+            "{:<14} {count:>10} {unit} {:>8.2}s {:>10.0} {unit}/s{}",
+            self.who,
+            self.seconds,
+            count as f64 / self.seconds,
+            self.peak_rss
+                .map(|b| format!("   peak RSS {:.0} MiB", mib(b)))
+                .unwrap_or_default()
+        );
+    }
+}
+
+/// The best rate of `who`'s runs, for `count` units per run.
+pub fn best_rate(figures: &[Figure], who: &str, count: u64) -> f64 {
+    figures
+        .iter()
+        .filter(|f| f.who == who)
+        .map(|f| count as f64 / f.seconds)
+        .fold(0.0, f64::max)
+}
+
+/// The highest peak RSS of the runs, in bytes.
+pub fn peak_rss(figures: &[Figure]) -> u64 {
+    figures.iter().filter_map(|f| f.peak_rss).max().unwrap_or(0)
+}
+
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
 }

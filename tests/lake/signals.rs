@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use super::{open, rows, session};
-use crate::support::{shared, wait_metric};
+use crate::support::{shared, wait_metric, wait_streaming};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_flushes_confirms_and_exits_zero() {
@@ -40,15 +40,8 @@ async fn sigterm_flushes_confirms_and_exits_zero() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    wait_streaming(port).await;
     let within = Duration::from_secs(60);
-    wait_metric(
-        port,
-        "walaudit_streaming",
-        1.0,
-        within,
-        "the engine did not start streaming",
-    )
-    .await;
     for id in 1..=10 {
         db.execute(&format!("INSERT INTO t VALUES ({id})"))
             .await

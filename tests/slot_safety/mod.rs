@@ -12,7 +12,9 @@ use walaudit::metrics::Metrics;
 use walaudit::slot_watch::SlotWatch;
 use walaudit::source::{ConnParams, SourceError};
 
-use crate::support::{ClusterOptions, PgCluster, TestDb, metric, shared, wait_metric};
+use crate::support::{
+    ClusterOptions, PgCluster, TestDb, metric, shared, wait_metric, wait_streaming,
+};
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -62,18 +64,6 @@ async fn finish(mut child: Child, within: Duration) -> (Option<i32>, String) {
         Ok(status) => (status.unwrap().code(), stderr),
         Err(_) => panic!("walaudit run did not exit within {within:?}; stderr:\n{stderr}"),
     }
-}
-
-async fn wait_streaming(port: u16) {
-    let within = Duration::from_secs(60);
-    wait_metric(
-        port,
-        "walaudit_streaming",
-        1.0,
-        within,
-        "the engine did not start streaming",
-    )
-    .await;
 }
 
 async fn wal_status(db: &TestDb) -> String {

@@ -33,4 +33,6 @@ pub use cluster::{
     SUPERUSER_PASSWORD, StopMode, WalLevel, shared, shared_cluster,
 };
 pub use database::TestDb;
-pub use util::{metric, process_running, quote_ident, quote_literal, unique_name, wait_metric};
+pub use util::{
+    metric, process_running, quote_ident, quote_literal, unique_name, wait_metric, wait_streaming,
+};

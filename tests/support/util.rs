@@ -185,6 +185,19 @@ pub async fn wait_metric(port: u16, series: &str, want: f64, within: Duration, w
     }
 }
 
+/// Waits (up to a minute) until the engine on `port` streams from its slot.
+pub async fn wait_streaming(port: u16) {
+    let within = Duration::from_secs(60);
+    wait_metric(
+        port,
+        "walaudit_streaming",
+        1.0,
+        within,
+        "the engine did not start streaming",
+    )
+    .await;
+}
+
 /// The value of `series` (name with its labels, as exposed) on the engine's /metrics.
 pub async fn metric(port: u16, series: &str) -> Option<f64> {
     let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
