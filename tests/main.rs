@@ -16,6 +16,7 @@ mod capture;
 mod crash;
 mod demo;
 mod doctor;
+mod fidelity;
 mod harness;
 mod lake;
 mod lake_s3;

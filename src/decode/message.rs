@@ -72,6 +72,18 @@ pub enum ReplicaIdentity {
     Index,
 }
 
+impl ReplicaIdentity {
+    /// The name `ALTER TABLE … REPLICA IDENTITY` uses, lowercase.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReplicaIdentity::Default => "default",
+            ReplicaIdentity::Nothing => "nothing",
+            ReplicaIdentity::Full => "full",
+            ReplicaIdentity::Index => "index",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Relation {
     pub xid: Option<u32>,

@@ -111,7 +111,7 @@ fn fit(pg: &PgType, delta: &DataType) -> Option<PgType> {
 }
 
 /// Casting `from` to `to` never loses or changes a value.
-fn widens(from: &DataType, to: &DataType) -> bool {
+pub(super) fn widens(from: &DataType, to: &DataType) -> bool {
     use DataType::*;
     match (from, to) {
         (Int16, Int32 | Int64) | (Int32, Int64) | (Float32, Float64) => true,

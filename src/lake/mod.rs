@@ -30,6 +30,7 @@ pub mod schema;
 pub mod sink;
 pub mod storage;
 pub mod table;
+pub mod widen;
 
 pub use batch::ChangeBatchBuilder;
 pub use error::LakeError;

@@ -29,7 +29,10 @@ use super::durable::DurableTracker;
 use super::engine::{MessageRows, TxnRows};
 use super::evolve::{Diversion, conform, lake_shape};
 use super::storage::LakeLocation;
-use super::table::{LakeTable, Marker, PROP_KEY_COLUMNS, PROP_SOURCE_TABLE, TableSpec};
+use super::table::{
+    LakeTable, Marker, PROP_KEY_COLUMNS, PROP_REPLICA_IDENTITY, PROP_SOURCE_TABLE, TableSpec,
+};
+use super::widen::{Widening, widen_for};
 use super::{ChangeBatchBuilder, LakeError, change_schema, messages_schema, transactions_schema};
 use crate::Lsn;
 use crate::capture::{CapturedMessage, Change, TableInfo, TxnMeta};
@@ -228,9 +231,10 @@ impl LakeSink {
                 &self.app_id,
                 self.opts.commit_attempts,
             )?;
-            let lake = LakeTable::open(spec).await?;
-            let (builder, diversions) = builder_for(&lake, info, self.opts.flush_rows)?;
-            self.record_diversions(info, diversions);
+            let mut lake = LakeTable::open(spec).await?;
+            let (builder, diversions, widened) =
+                builder_for(&mut lake, info, self.opts.flush_rows).await?;
+            self.record_diversions(info, diversions, widened);
             let table = ChangeTable {
                 lake,
                 source: Arc::clone(info),
@@ -244,9 +248,32 @@ impl LakeSink {
         Ok(key)
     }
 
-    /// Log, count and queue a `walaudit.schema` message for columns diverted to text.
-    fn record_diversions(&mut self, info: &TableInfo, diversions: Vec<Diversion>) {
+    /// Log, count and queue a `walaudit.schema` message for columns diverted to text and for
+    /// columns widened in place.
+    fn record_diversions(
+        &mut self,
+        info: &TableInfo,
+        diversions: Vec<Diversion>,
+        widened: Vec<Widening>,
+    ) {
         let Some(open) = &self.open else { return };
+        for w in widened {
+            let content = serde_json::json!({
+                "event": "type_widened",
+                "table": info.qualified_name(),
+                "column": w.column,
+                "delta_type": w.from.to_string(),
+                "new_type": w.to.to_string(),
+            });
+            self.schema_messages.push(CapturedMessage {
+                lsn: open.commit_lsn,
+                commit_lsn: Some(open.commit_lsn),
+                xid: None,
+                transactional: true,
+                prefix: SCHEMA_MESSAGE_PREFIX.into(),
+                content: content.to_string().into(),
+            });
+        }
         for d in diversions {
             self.stats.type_diversions += 1;
             tracing::warn!(
@@ -278,11 +305,12 @@ impl LakeSink {
     async fn reshape(&mut self, key: &Key, info: &Arc<TableInfo>) -> Result<(), LakeError> {
         self.flush_table(key).await?;
         let table = self.changes.get_mut(key).expect("reshaped table is open");
-        let (builder, diversions) = builder_for(&table.lake, info, self.opts.flush_rows)?;
+        let (builder, diversions, widened) =
+            builder_for(&mut table.lake, info, self.opts.flush_rows).await?;
         table.builder = builder;
         table.source = Arc::clone(info);
         tracing::info!(table = %info.qualified_name(), "source table shape changed");
-        self.record_diversions(info, diversions);
+        self.record_diversions(info, diversions, widened);
         Ok(())
     }
 
@@ -598,22 +626,29 @@ pub fn change_table_spec(
                 PROP_KEY_COLUMNS.into(),
                 serde_json::to_string(&keys).unwrap_or_default(),
             ),
+            (
+                PROP_REPLICA_IDENTITY.into(),
+                info.replica_identity.name().into(),
+            ),
         ],
         app_id: app_id.to_owned(),
         attempts,
     })
 }
 
-/// A batch builder for `info`'s current shape fitted to the table's Delta schema.
-pub fn builder_for(
-    lake: &LakeTable,
+/// A batch builder for `info`'s current shape fitted to the table's Delta schema, after
+/// widening the columns whose new type widens theirs (a rewrite of the table, see
+/// [`super::widen`]).
+pub async fn builder_for(
+    lake: &mut LakeTable,
     info: &Arc<TableInfo>,
     flush_rows: usize,
-) -> Result<(ChangeBatchBuilder, Vec<Diversion>), LakeError> {
+) -> Result<(ChangeBatchBuilder, Vec<Diversion>, Vec<Widening>), LakeError> {
+    let widened = widen_for(lake, info).await?;
     let delta = lake.arrow_schema()?;
     let (shape, diversions) = lake_shape(info, &delta);
     let builder = ChangeBatchBuilder::new(shape, flush_rows.min(8192))?;
-    Ok((builder, diversions))
+    Ok((builder, diversions, widened))
 }
 
 impl Sink for LakeSink {

@@ -46,6 +46,9 @@ pub const LOG_RETENTION: &str = "interval 7 days";
 pub const PROP_SOURCE_TABLE: &str = "walaudit.sourceTable";
 /// Custom table property: JSON array of the replica-identity key columns, in order.
 pub const PROP_KEY_COLUMNS: &str = "walaudit.keyColumns";
+/// Custom table property: the source table's replica identity when the table was created
+/// (`default`, `index`, `full`, `nothing`); with `full` the views treat rows as a multiset.
+pub const PROP_REPLICA_IDENTITY: &str = "walaudit.replicaIdentity";
 
 /// What a table holds of the source's changes (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -27,6 +27,7 @@ pub const ENGINE_SCHEMA: &str = "_walaudit";
 pub const SOURCE_TABLE_KEY: &str = "walaudit.sourceTable";
 /// Delta property: JSON array of the key column names, in key order.
 pub const KEY_COLUMNS_KEY: &str = "walaudit.keyColumns";
+use crate::lake::table::PROP_REPLICA_IDENTITY as REPLICA_IDENTITY_KEY;
 /// Tables opened at once while discovering (each open reads the table's log).
 const OPEN_CONCURRENCY: usize = 16;
 
@@ -125,6 +126,9 @@ pub struct LakeTable {
     pub key_columns: Vec<String>,
     /// For change tables: the source columns, in table order. Empty for engine tables.
     pub source_columns: Vec<String>,
+    /// For change tables: rows are a multiset of whole rows (no key, or REPLICA IDENTITY
+    /// FULL, whose key is every column).
+    pub multiset: bool,
 }
 
 impl LakeTable {
@@ -202,6 +206,7 @@ async fn open(location: &LakeLocation, folder: Path) -> Result<Option<LakeTable>
         table,
         key_columns: Vec::new(),
         source_columns: Vec::new(),
+        multiset: false,
     };
     if schema_dir != ENGINE_SCHEMA {
         describe_change_table(&mut found, &url)?;
@@ -239,7 +244,15 @@ fn describe_change_table(found: &mut LakeTable, url: &str) -> Result<(), QueryEr
         .map(|f| f.name().clone())
         .filter(|n| !METADATA_COLUMNS.contains(&n.as_str()))
         .collect();
-    for required in ["_op", "_lsn", "_seq", "_commit_ts", "_before", "_actor"] {
+    for required in [
+        "_op",
+        "_lsn",
+        "_seq",
+        "_commit_ts",
+        "_before",
+        "_actor",
+        "_unavailable",
+    ] {
         if arrow.field_with_name(required).is_err() {
             return Err(bad("schema", format!("the column {required} is missing")));
         }
@@ -259,6 +272,11 @@ fn describe_change_table(found: &mut LakeTable, url: &str) -> Result<(), QueryEr
             format!("the key column {unknown:?} is not a column of the table"),
         ));
     }
+    // A table created before the replica-identity property existed: REPLICA IDENTITY FULL
+    // made every column of that moment a key column.
+    let full = config.get(REPLICA_IDENTITY_KEY).map(String::as_str) == Some("full")
+        || (!keys.is_empty() && keys.len() == found.source_columns.len());
+    found.multiset = keys.is_empty() || full;
     found.key_columns = if keys.is_empty() {
         found.source_columns.clone()
     } else {

@@ -22,6 +22,7 @@
 
 mod error;
 mod functions;
+pub mod images;
 mod lake;
 mod output;
 mod views;
@@ -33,7 +34,6 @@ use std::time::Duration;
 use deltalake::ObjectStore;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
-use deltalake::datafusion::catalog::view::ViewTable;
 use deltalake::datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider,
 };
@@ -124,10 +124,13 @@ impl LakeQuery {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(options.memory_limit, 1.0)
             .build_arc()?;
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_default_catalog_and_schema(LAKE_CATALOG, DEFAULT_SCHEMA)
             .with_create_default_catalog_and_schema(true)
             .with_information_schema(true);
+        // `amount = 42.10` on a decimal column must compare decimals, as in Postgres: a float
+        // literal would silently match nothing when the value is not exact in binary.
+        config.options_mut().sql_parser.parse_float_as_decimal = true;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_udf(pg_lsn_udf());
         ctx.register_udf(lsn_udf());
@@ -159,18 +162,19 @@ impl LakeQuery {
 
         let mut as_of_plans = HashMap::new();
         for table in found.iter().filter(|t| t.kind == TableKind::Change) {
+            let spec = views::image_spec(table);
             let current = ctx
-                .sql(&views::image_sql(LAKE_CATALOG, table, false))
+                .sql(&views::changes_sql(LAKE_CATALOG, table, false))
                 .await?
                 .into_unoptimized_plan();
-            let view = Arc::new(ViewTable::new(current, None));
+            let view = Arc::new(images::ImageTable::new(current, spec.clone())?);
             schema_of(current_catalog.as_ref(), &table.schema)
                 .register_table(table.name.clone(), view)?;
             let as_of = ctx
-                .sql(&views::image_sql(LAKE_CATALOG, table, true))
+                .sql(&views::changes_sql(LAKE_CATALOG, table, true))
                 .await?
                 .into_unoptimized_plan();
-            as_of_plans.insert(table.qualified_name(), as_of);
+            as_of_plans.insert(table.qualified_name(), (as_of, spec));
         }
         ctx.register_udtf(
             AS_OF,

@@ -1,13 +1,11 @@
-//! Row images reconstructed from a change table: `current.<schema>.<table>` and
-//! `as_of('<schema>.<table>', TIMESTAMP '…')`.
+//! The change log of a change table as the input of `current.<schema>.<table>` and
+//! `as_of('<schema>.<table>', TIMESTAMP '…')` (folded by [`super::images`]).
 //!
 //! ```text
-//!  change log ─► changes (≤ cutoff) ─► drop rows before the last truncate
-//!             ─► images: each row as of its change, plus a delete of the old key for an update
-//!                that changed the key ─► latest per key by (_lsn, _seq) ─► drop deleted keys
+//!  change log ─► changes (≤ cutoff) ─► ORDER BY _lsn, snapshot reads first, _seq ─► fold
 //! ```
 //!
-//! Both are the same SQL plan, planned once per table when the session opens: `current` without
+//! The sorted change log is planned once per table when the session opens: `current` without
 //! a cutoff, `as_of` with a `$1` placeholder on `_commit_ts` that the table function fills with
 //! its timestamp (a table function is called synchronously while planning, so it cannot plan
 //! SQL itself).
@@ -16,122 +14,97 @@
 //! * The order of changes is `(_lsn, _seq)`, never `_lsn` alone; at equal `_lsn` a snapshot
 //!   read (`r`, whose `_lsn` is its snapshot's consistent point) precedes a change (a
 //!   transaction committed exactly at that point is not in the snapshot).
-//! * A key is the table's key columns (`walaudit.keyColumns`), or every source column when the
-//!   table has none; a keyless table's duplicate rows collapse into one image.
+//! * A key is the table's key columns (`walaudit.keyColumns`); a table without a key, or with
+//!   REPLICA IDENTITY FULL, is a multiset of whole rows.
 //! * Output columns: the source columns, then `_lsn`, `_commit_ts`, `_actor` of the change
-//!   that produced the image.
+//!   that produced the image and `_unavailable`, the columns whose value no image holds.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use deltalake::arrow::datatypes::{DataType, TimeUnit};
-use deltalake::datafusion::catalog::view::ViewTable;
 use deltalake::datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use deltalake::datafusion::common::ScalarValue;
 use deltalake::datafusion::error::{DataFusionError, Result};
 use deltalake::datafusion::logical_expr::{Expr, LogicalPlan};
 
 use super::QueryError;
+use super::images::{ImageSpec, ImageTable};
 use super::lake::LakeTable;
 
 /// Name of the table function.
 pub const AS_OF: &str = "as_of";
-/// Internal rank column of the image plan (never in its output).
-const RANK: &str = "__walaudit_rank";
 
 /// `name` as a SQL identifier: always quoted, so case and odd characters are kept.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// `name` as a SQL string literal.
-fn quote_literal(name: &str) -> String {
-    format!("'{}'", name.replace('\'', "''"))
-}
-
-/// The SQL of the image plan of `table`, read from `catalog`; with `cutoff`, only changes
-/// committed at or before the `$1` placeholder count.
-pub fn image_sql(catalog: &str, table: &LakeTable, cutoff: bool) -> String {
+/// The SQL of the change log of `table` in fold order (see [`super::images`]), read from
+/// `catalog`; with `cutoff`, only changes committed at or before the `$1` placeholder.
+pub fn changes_sql(catalog: &str, table: &LakeTable, cutoff: bool) -> String {
     let source = format!(
         "{}.{}.{}",
         quote_ident(catalog),
         quote_ident(&table.schema),
         quote_ident(&table.name)
     );
-    let columns: Vec<String> = table
+    let mut columns: Vec<String> = table
         .source_columns
         .iter()
         .map(|c| quote_ident(c))
         .collect();
-    let columns = columns.join(", ");
-    let before_columns: Vec<String> = table
-        .source_columns
+    columns.extend(
+        [
+            "_op",
+            "_lsn",
+            "_seq",
+            "_commit_ts",
+            "_actor",
+            "_before",
+            "_unavailable",
+        ]
         .iter()
-        .map(|c| format!("\"_before\"[{}] AS {}", quote_literal(c), quote_ident(c)))
-        .collect();
-    let key_changed: Vec<String> = table
-        .key_columns
-        .iter()
-        .map(|k| {
-            format!(
-                "(\"_before\"[{}] IS DISTINCT FROM {})",
-                quote_literal(k),
-                quote_ident(k)
-            )
-        })
-        .collect();
-    let keys: Vec<String> = table.key_columns.iter().map(|k| quote_ident(k)).collect();
+        .map(|c| quote_ident(c)),
+    );
     let window = if cutoff {
         " WHERE \"_commit_ts\" <= $1"
     } else {
         ""
     };
+    // At equal _lsn a snapshot read precedes a change: a transaction committed exactly at a
+    // load's consistent point is not in its snapshot.
+    format!(
+        "SELECT {} FROM {source}{window} \
+         ORDER BY \"_lsn\", CASE WHEN \"_op\" = 'r' THEN 0 ELSE 1 END, \"_seq\"",
+        columns.join(", ")
+    )
+}
 
-    let mut sql = String::new();
-    let _ = write!(
-        sql,
-        "WITH changes AS (SELECT * FROM {source}{window}), \
-         last_truncate AS (SELECT coalesce(max(\"_lsn\"), -1) AS t_lsn \
-             FROM changes WHERE \"_op\" = 't'), \
-         last_truncate_seq AS (SELECT coalesce(max(c.\"_seq\"), -1) AS t_seq \
-             FROM changes c CROSS JOIN last_truncate l \
-             WHERE c.\"_op\" = 't' AND c.\"_lsn\" = l.t_lsn), \
-         live AS (SELECT c.* FROM changes c CROSS JOIN last_truncate l \
-             CROSS JOIN last_truncate_seq s \
-             WHERE c.\"_op\" <> 't' AND (c.\"_lsn\" > l.t_lsn \
-                 OR (c.\"_lsn\" = l.t_lsn AND c.\"_seq\" > s.t_seq))), \
-         images AS (\
-             SELECT {columns}, \"_op\", \"_lsn\", \"_seq\", \"_commit_ts\", \"_actor\" FROM live \
-             UNION ALL \
-             SELECT {before}, 'd' AS \"_op\", \"_lsn\", \"_seq\", \"_commit_ts\", \"_actor\" \
-             FROM live WHERE \"_op\" = 'u' AND \"_before\" IS NOT NULL AND ({key_changed})), \
-         ranked AS (SELECT *, row_number() OVER (PARTITION BY {keys} \
-             ORDER BY \"_lsn\" DESC, (\"_op\" <> 'r') DESC, \"_seq\" DESC) AS {RANK} \
-             FROM images) \
-         SELECT {columns}, \"_lsn\", \"_commit_ts\", \"_actor\" FROM ranked \
-         WHERE {RANK} = 1 AND \"_op\" <> 'd'",
-        before = before_columns.join(", "),
-        key_changed = key_changed.join(" OR "),
-        keys = keys.join(", "),
-    );
-    sql
+/// What the fold needs to know about `table`.
+pub fn image_spec(table: &LakeTable) -> ImageSpec {
+    ImageSpec {
+        source_columns: table.source_columns.clone(),
+        key_columns: table.key_columns.clone(),
+        multiset: table.multiset,
+    }
 }
 
 /// `as_of('<schema>.<table>', <timestamp>)`: each key's image as of the timestamp.
 #[derive(Debug)]
 pub struct AsOf {
-    /// The image plan with the `$1` cutoff placeholder, by `schema.table`.
-    plans: HashMap<String, LogicalPlan>,
+    /// The sorted change log with the `$1` cutoff placeholder and the fold's spec, by
+    /// `schema.table`.
+    plans: HashMap<String, (LogicalPlan, ImageSpec)>,
     lake: String,
 }
 
 impl AsOf {
-    pub fn new(plans: HashMap<String, LogicalPlan>, lake: String) -> Self {
+    pub fn new(plans: HashMap<String, (LogicalPlan, ImageSpec)>, lake: String) -> Self {
         AsOf { plans, lake }
     }
 
-    fn plan(&self, table: &str) -> Result<&LogicalPlan> {
+    fn entry(&self, table: &str) -> Result<&(LogicalPlan, ImageSpec)> {
         if let Some(plan) = self.plans.get(table) {
             return Ok(plan);
         }
@@ -177,10 +150,14 @@ impl TableFunctionImpl for AsOf {
             return Err(usage());
         };
         let cutoff = cutoff_micros(moment)?;
-        let plan = self.plan(table)?.clone().with_param_values(vec![
-            ScalarValue::TimestampMicrosecond(Some(cutoff), Some("UTC".into())),
-        ])?;
-        Ok(Arc::new(ViewTable::new(plan, None)))
+        let (plan, spec) = self.entry(table)?;
+        let plan = plan
+            .clone()
+            .with_param_values(vec![ScalarValue::TimestampMicrosecond(
+                Some(cutoff),
+                Some("UTC".into()),
+            )])?;
+        Ok(Arc::new(ImageTable::new(plan, spec.clone())?))
     }
 }
 
@@ -205,7 +182,6 @@ mod tests {
     fn identifiers_are_quoted() {
         assert_eq!(quote_ident("orders"), "\"orders\"");
         assert_eq!(quote_ident("My \"odd\" name"), "\"My \"\"odd\"\" name\"");
-        assert_eq!(quote_literal("it's"), "'it''s'");
     }
 
     #[test]

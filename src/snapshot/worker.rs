@@ -26,6 +26,7 @@ use crate::lake::read_batch::ReadBatchBuilder;
 use crate::lake::sink::change_table_spec;
 use crate::lake::storage::LakeLocation;
 use crate::lake::table::LakeTable;
+use crate::lake::widen::widen_for;
 use crate::metrics::SharedMetrics;
 use crate::source::{ConnParams, ReplicationClient, SnapshotAction};
 
@@ -218,6 +219,7 @@ async fn copy_chunk(
     let source = &ctx.tables[table];
     let name = source.name();
     lake.reload().await?;
+    widen_for(lake, &source.info).await?;
     let schema = lake.arrow_schema()?;
     let (shape, _) = lake_shape(&source.info, &schema);
     let kinds: Option<Vec<BinaryKind>> = match ctx.copy_format {

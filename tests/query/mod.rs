@@ -259,7 +259,7 @@ async fn current_state_applies_updates_deletes_and_key_changes() {
             "+----+---------+--------+-------+--------+",
         ]
     );
-    // Only source columns plus _lsn, _commit_ts, _actor.
+    // Only source columns plus _lsn, _commit_ts, _actor and _unavailable.
     let got = query(
         &lake,
         "SELECT column_name FROM information_schema.columns \
@@ -272,7 +272,15 @@ async fn current_state_applies_updates_deletes_and_key_changes() {
         .collect();
     assert_eq!(
         names,
-        ["id", "status", "amount", "_lsn", "_commit_ts", "_actor"]
+        [
+            "id",
+            "status",
+            "amount",
+            "_lsn",
+            "_commit_ts",
+            "_actor",
+            "_unavailable"
+        ]
     );
 }
 
