@@ -32,8 +32,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deltalake::ObjectStore;
+use deltalake::arrow::array::AsArray;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::datatypes::{DataType, Int64Type};
 use deltalake::datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider,
 };
@@ -53,6 +55,8 @@ pub const LAKE_CATALOG: &str = "lake";
 pub const CURRENT_CATALOG: &str = "current";
 /// The default schema for unqualified table names.
 pub const DEFAULT_SCHEMA: &str = "public";
+/// The engine table of historical loads (`_walaudit/snapshots`).
+const LOADS_TABLE: &str = "snapshots";
 /// Default size of the session's memory pool.
 pub const DEFAULT_MEMORY_LIMIT: usize = 1 << 30;
 
@@ -160,9 +164,11 @@ impl LakeQuery {
             });
         }
 
+        let resets = load_starts(&ctx, &tables).await?;
         let mut as_of_plans = HashMap::new();
         for table in found.iter().filter(|t| t.kind == TableKind::Change) {
-            let spec = views::image_spec(table);
+            let starts = resets.get(&table.qualified_name());
+            let spec = views::image_spec(table, starts.cloned().unwrap_or_default());
             let current = ctx
                 .sql(&views::changes_sql(LAKE_CATALOG, table, false))
                 .await?
@@ -256,6 +262,44 @@ impl LakeQuery {
             .await
             .map_err(|e| QueryError::from_datafusion(e, &self.lake))
     }
+}
+
+/// The first consistent point of every finished historical load, by `schema.table`, from
+/// `_walaudit.snapshots` (none when the lake has no loads).
+async fn load_starts(
+    ctx: &SessionContext,
+    tables: &[TableSummary],
+) -> Result<HashMap<String, Vec<i64>>, QueryError> {
+    let mut starts: HashMap<String, Vec<i64>> = HashMap::new();
+    if !tables
+        .iter()
+        .any(|t| t.schema == ENGINE_SCHEMA && t.name == LOADS_TABLE)
+    {
+        return Ok(starts);
+    }
+    let batches = ctx
+        .sql(&format!(
+            "SELECT source_table, min(snapshot_lsn) FROM {LAKE_CATALOG}.{ENGINE_SCHEMA}.{LOADS_TABLE} \
+             GROUP BY source_table, load_id \
+             HAVING bool_or(status = 'done') AND min(snapshot_lsn) IS NOT NULL"
+        ))
+        .await?
+        .collect()
+        .await?;
+    for batch in batches {
+        let names = deltalake::arrow::compute::cast(batch.column(0), &DataType::Utf8)
+            .map_err(deltalake::datafusion::error::DataFusionError::from)?;
+        let names = names.as_string::<i32>();
+        let lsns = batch.column(1).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            starts
+                .entry(names.value(i).to_owned())
+                .or_default()
+                .push(lsns.value(i));
+        }
+    }
+    starts.values_mut().for_each(|v| v.sort_unstable());
+    Ok(starts)
 }
 
 /// The schema `name` of `catalog`, created when missing.

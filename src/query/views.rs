@@ -81,12 +81,14 @@ pub fn changes_sql(catalog: &str, table: &LakeTable, cutoff: bool) -> String {
     )
 }
 
-/// What the fold needs to know about `table`.
-pub fn image_spec(table: &LakeTable) -> ImageSpec {
+/// What the fold needs to know about `table`; `load_starts` are the first consistent points of
+/// its finished historical loads.
+pub fn image_spec(table: &LakeTable, load_starts: Vec<i64>) -> ImageSpec {
     ImageSpec {
         source_columns: table.source_columns.clone(),
         key_columns: table.key_columns.clone(),
         multiset: table.multiset,
+        load_starts,
     }
 }
 

@@ -432,7 +432,13 @@ impl Loader {
             for w in works.iter_mut() {
                 w.record.snapshot_lsn =
                     Some(i64::try_from(exported.consistent_point.0).unwrap_or(i64::MAX));
+                w.record.recorded_at = now_micros();
             }
+            // The consistent point is recorded before any chunk lands: the views replace a
+            // table's earlier rows by a finished load's rows from its first consistent point
+            // on (the stream's changes before it are in the snapshot too).
+            let started: Vec<LoadRecord> = works.iter().map(|w| w.record.clone()).collect();
+            self.log.record_loads(&started).await?;
             let ctx = Arc::new(Context {
                 tables: works.iter().map(|w| w.table.clone()).collect(),
                 load_ids: works.iter().map(|w| w.record.load_id.clone()).collect(),

@@ -13,6 +13,7 @@ use crate::support::TestDb;
 
 mod decimal;
 mod keyless;
+mod reload;
 mod toast;
 
 /// `walaudit run --drain` with `args` into `lake`; panics with the engine's log on failure.

@@ -7,6 +7,7 @@
 //!     multiset      row ─► copies  r/c add one, d removes one equal to its image,
 //!                                  u replaces one equal to its `_before`
 //!     t             empties the state
+//!     a finished load's first consistent point: empties the state before its reads
 //!  end of input ─► images (copies repeated) as batches: source columns, _lsn, _commit_ts,
 //!                  _actor, _unavailable
 //! ```
@@ -60,6 +61,10 @@ pub struct ImageSpec {
     pub key_columns: Vec<String>,
     /// Rows are a multiset compared on every column (no key, or REPLICA IDENTITY FULL).
     pub multiset: bool,
+    /// The first consistent point of every finished historical load of the table, ascending.
+    /// A load's rows replace everything before it: the state is emptied before the first
+    /// change at or after that `_lsn` (its own snapshot reads come first there).
+    pub load_starts: Vec<i64>,
 }
 
 /// The output schema of the images of a change log whose scan has `input`'s schema.
@@ -139,6 +144,8 @@ pub struct ImageFold {
     rows: RowConverter,
     keys: RowConverter,
     state: State,
+    /// Index of the next load start in `spec.load_starts`.
+    next_start: usize,
     bytes: usize,
     reservation: MemoryReservation,
     output: SchemaRef,
@@ -200,6 +207,7 @@ impl ImageFold {
             rows,
             keys,
             state,
+            next_start: 0,
             bytes: 0,
             reservation,
             output,
@@ -257,6 +265,7 @@ impl ImageFold {
                     None
                 };
                 for i in 0..n {
+                    self.reset_at(lsns.value(i));
                     if ops.is_null(i) {
                         continue;
                     }
@@ -291,6 +300,7 @@ impl ImageFold {
                     None
                 };
                 for i in 0..n {
+                    self.reset_at(lsns.value(i));
                     if ops.is_null(i) {
                         continue;
                     }
@@ -411,6 +421,17 @@ impl ImageFold {
             out.push(columns);
         }
         Ok(out)
+    }
+
+    /// Empties the state when `lsn` reaches the next load start.
+    fn reset_at(&mut self, lsn: i64) {
+        let starts = &self.spec.load_starts;
+        if starts.get(self.next_start).is_some_and(|&s| lsn >= s) {
+            while starts.get(self.next_start).is_some_and(|&s| lsn >= s) {
+                self.next_start += 1;
+            }
+            self.clear();
+        }
     }
 
     fn clear(&mut self) {

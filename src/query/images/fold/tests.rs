@@ -115,7 +115,12 @@ fn batch(changes: &[C]) -> RecordBatch {
 }
 
 fn spec(multiset: bool) -> ImageSpec {
+    spec_with_starts(multiset, Vec::new())
+}
+
+fn spec_with_starts(multiset: bool, load_starts: Vec<i64>) -> ImageSpec {
     ImageSpec {
+        load_starts,
         source_columns: vec!["id".into(), "v".into(), "n".into()],
         key_columns: if multiset {
             vec!["id".into(), "v".into(), "n".into()]
@@ -127,8 +132,11 @@ fn spec(multiset: bool) -> ImageSpec {
 }
 
 fn fold_with(multiset: bool, pool: Arc<dyn MemoryPool>, batches: &[Vec<C>]) -> Result<Vec<Row>> {
+    fold_spec(spec(multiset), pool, batches)
+}
+
+fn fold_spec(spec: ImageSpec, pool: Arc<dyn MemoryPool>, batches: &[Vec<C>]) -> Result<Vec<Row>> {
     let input = input_schema();
-    let spec = spec(multiset);
     let output = output_schema(&spec, &input).unwrap();
     let reservation = MemoryConsumer::new("test").register(&pool);
     let mut fold = ImageFold::new(spec, &input, output, reservation)?;
@@ -343,4 +351,50 @@ fn the_result_is_reserved_from_the_pool() {
     let many: Vec<C> = (0..50).map(|i| c("c", i, Some("value"))).collect();
     let err = fold_with(false, pool, &[many]).unwrap_err();
     assert!(err.to_string().contains("Resources exhausted"), "{err}");
+}
+
+#[test]
+fn a_finished_load_replaces_what_came_before_it() {
+    // Batch positions are _lsn 100, 101, ...: the stream inserted (1, a) at 100 and (2, b) at
+    // 101; a re-snapshot at 102 read (2, b) and (3, c) (the source had lost 1 meanwhile).
+    let changes = vec![
+        c("c", 1, Some("a")),
+        c("c", 2, Some("b")),
+        c("r", 2, Some("b")),
+        c("r", 3, Some("c")),
+        c("c", 4, Some("d")),
+    ];
+    let copy = |v: &[C]| -> Vec<C> {
+        v.iter()
+            .map(|x| C {
+                op: x.op,
+                id: x.id,
+                v: x.v,
+                n: x.n,
+                before: x.before,
+                unavailable: x.unavailable,
+            })
+            .collect()
+    };
+    for multiset in [false, true] {
+        let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
+        let got = fold_spec(
+            spec_with_starts(multiset, vec![102]),
+            pool,
+            &[copy(&changes)],
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                row(2, Some("b"), Some(1), 102, &[]),
+                row(3, Some("c"), Some(1), 103, &[]),
+                row(4, Some("d"), Some(1), 104, &[]),
+            ],
+            "multiset {multiset}"
+        );
+    }
+    // Without the load start, the multiset counts (2, b) twice and keeps 1.
+    let got = fold(true, &[copy(&changes)]);
+    assert_eq!(got.len(), 5);
 }
