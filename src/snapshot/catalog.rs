@@ -18,7 +18,8 @@ pub struct SourceTable {
     /// Columns in attribute order, limited to the publication's column list, with the
     /// replica-identity flags pgoutput sets (all columns for FULL).
     pub info: Arc<TableInfo>,
-    /// Indices (into `info.columns`) of the primary key, in key order; empty: chunk by ctid.
+    /// Indices (into `info.columns`) of the primary key, in key order (its INCLUDE columns are
+    /// not key columns, as pgoutput says too); empty: chunk by ctid.
     pub chunk_key: Vec<usize>,
     /// `format_type` of every column, for typed literals in chunk bounds.
     pub sql_types: Vec<String>,
@@ -53,10 +54,12 @@ pub async fn describe(
                     (pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8, \
                     coalesce((SELECT array_agg(k ORDER BY o) FROM pg_index i, \
                         unnest(i.indkey::int2[]) WITH ORDINALITY u(k, o) \
-                        WHERE i.indrelid = c.oid AND i.indisprimary), '{}'::int2[]), \
+                        WHERE i.indrelid = c.oid AND i.indisprimary \
+                          AND u.o <= i.indnkeyatts), '{}'::int2[]), \
                     coalesce((SELECT array_agg(k ORDER BY o) FROM pg_index i, \
                         unnest(i.indkey::int2[]) WITH ORDINALITY u(k, o) \
-                        WHERE i.indrelid = c.oid AND i.indisreplident), '{}'::int2[]), \
+                        WHERE i.indrelid = c.oid AND i.indisreplident \
+                          AND u.o <= i.indnkeyatts), '{}'::int2[]), \
                     (SELECT to_jsonb(pt) -> 'attnames' FROM pg_publication_tables pt \
                         WHERE pt.pubname = $3 AND pt.schemaname = n.nspname \
                           AND pt.tablename = c.relname)::text \

@@ -14,6 +14,7 @@ use crate::support::TestDb;
 mod decimal;
 mod keyless;
 mod reload;
+mod subscription;
 mod toast;
 
 /// `walaudit run --drain` with `args` into `lake`; panics with the engine's log on failure.
@@ -53,4 +54,41 @@ pub async fn source_now(db: &TestDb) -> String {
         .await
         .unwrap();
     row.get(0)
+}
+
+/// `current.public.<table>` equals `SELECT <columns> FROM <table>` on the source, every column
+/// rendered as text on both sides, as multisets.
+pub async fn assert_table_equals_source(db: &TestDb, lake: &str, table: &str, columns: &[&str]) {
+    let lake_cols: Vec<String> = columns
+        .iter()
+        .map(|c| format!("CAST(\"{c}\" AS VARCHAR) AS \"{c}\""))
+        .collect();
+    let pg_cols: Vec<String> = columns.iter().map(|c| format!("\"{c}\"::text")).collect();
+    assert_same_rows(
+        db,
+        lake,
+        &format!(
+            "SELECT {} FROM current.public.\"{table}\"",
+            lake_cols.join(", ")
+        ),
+        &format!("SELECT {} FROM \"{table}\"", pg_cols.join(", ")),
+    )
+    .await;
+}
+
+/// The single value of `sql` over the lake.
+pub async fn lake_value(lake: &str, sql: &str) -> String {
+    let query = LakeQuery::open(lake, LakeOptions::default()).await.unwrap();
+    let got = rows(query.session(), sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    assert_eq!(got.len(), 1, "{sql}: {got:?}");
+    got[0][0].clone()
+}
+
+/// A temporary directory and the lake path inside it.
+pub fn lake_dir() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake").to_str().unwrap().to_owned();
+    (dir, lake)
 }
