@@ -317,7 +317,8 @@ impl Loader {
             record.chunks = chunks.len() as i64;
             tracing::info!(
                 table = %record.table, load = %record.load_id, resumed,
-                chunks = chunks.len(), expected_rows, "historical load planned"
+                chunks = chunks.len(), expected_rows, partitioned = table.partitioned,
+                "historical load planned"
             );
             works.push(Work {
                 record,

@@ -1,5 +1,12 @@
 //! Splitting a table into chunks: primary-key ranges (bounds sampled with `TABLESAMPLE`), or
-//! ctid page ranges for tables without a primary key.
+//! ctid page ranges for tables without a primary key; and the SQL that reads a chunk.
+//!
+//! A load reads exactly what the publication publishes: a table's own rows (`FROM ONLY`:
+//! inheritance children and leaf partitions published one by one are loaded under their own
+//! names), or, for a partitioned table published via its root, the rows of all its partitions
+//! (`FROM` without `ONLY`). A partitioned table is chunked like any other: by its primary key
+//! (which every partition shares), or without one by ctid pages, a bound that applies to each
+//! leaf at once (an Append of TID range scans), so `pages` is the largest leaf's.
 //!
 //! # Invariants
 //! * The chunks of a plan cover the whole table and never overlap: the first has no lower
@@ -50,9 +57,8 @@ pub async fn plan(
         // Never analyzed: count once (planning is not under the load's snapshot, so this only
         // sizes the chunks).
         None => {
-            let sql = format!("SELECT count(*) FROM ONLY {}", qualified(table));
             let row = client
-                .query_one(&sql, &[])
+                .query_one(&count_sql(table), &[])
                 .await
                 .map_err(|e| SnapshotError::sql("counting rows to plan chunks", e))?;
             u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)
@@ -122,8 +128,8 @@ async fn key_bounds(
     );
     if integer {
         let sql = format!(
-            "SELECT min({k})::int8, max({k})::int8 FROM ONLY {}",
-            qualified(table),
+            "SELECT min({k})::int8, max({k})::int8 FROM {}",
+            relation(table),
             k = keys[0]
         );
         let row = client
@@ -146,9 +152,9 @@ async fn key_bounds(
         .collect();
     let order: Vec<String> = keys.iter().map(|k| format!("src.{k}")).collect();
     let sql = format!(
-        "SELECT {} FROM ONLY {} AS src TABLESAMPLE BERNOULLI ({percent}) ORDER BY {}",
+        "SELECT {} FROM {} AS src TABLESAMPLE BERNOULLI ({percent}) ORDER BY {}",
         text.join(", "),
-        qualified(table),
+        relation(table),
         order.join(", ")
     );
     let sample = client
@@ -207,6 +213,21 @@ pub fn qualified(table: &SourceTable) -> String {
     )
 }
 
+/// What a load reads `FROM`: `ONLY schema.table`, or `schema.table` for a partitioned table
+/// published via its root (its rows are in its partitions, at any depth).
+pub fn relation(table: &SourceTable) -> String {
+    if table.partitioned {
+        qualified(table)
+    } else {
+        format!("ONLY {}", qualified(table))
+    }
+}
+
+/// `SELECT count(*)` of the rows a load of `table` copies.
+pub fn count_sql(table: &SourceTable) -> String {
+    format!("SELECT count(*) FROM {}", relation(table))
+}
+
 fn key_columns(table: &SourceTable) -> Vec<String> {
     table
         .chunk_key
@@ -248,7 +269,7 @@ pub fn predicate(table: &SourceTable, chunk: &Chunk) -> String {
     }
 }
 
-/// `COPY (SELECT <captured columns> FROM ONLY <table> WHERE <chunk>) TO STDOUT`, with
+/// `COPY (SELECT <published columns> FROM [ONLY] <table> WHERE <chunk>) TO STDOUT`, with
 /// `(FORMAT binary)` when `binary` (every column has a binary reader).
 pub fn copy_sql(table: &SourceTable, chunk: &Chunk, binary: bool) -> String {
     let columns: Vec<String> = table
@@ -258,9 +279,9 @@ pub fn copy_sql(table: &SourceTable, chunk: &Chunk, binary: bool) -> String {
         .map(|c| quote_ident(&c.name))
         .collect();
     format!(
-        "COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT{}",
+        "COPY (SELECT {} FROM {} WHERE {}) TO STDOUT{}",
         columns.join(", "),
-        qualified(table),
+        relation(table),
         predicate(table, chunk),
         if binary { " (FORMAT binary)" } else { "" }
     )
@@ -268,7 +289,77 @@ pub fn copy_sql(table: &SourceTable, chunk: &Chunk, binary: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::capture::{ColumnInfo, TableInfo};
+    use crate::decode::{PgType, ReplicaIdentity};
+
+    /// `"S"."t" (id int8 key, "Note" text)`, partitioned or not.
+    fn table(partitioned: bool) -> SourceTable {
+        let column = |name: &str, type_oid, pg_type, is_key| ColumnInfo {
+            name: name.into(),
+            type_oid,
+            type_modifier: -1,
+            is_key,
+            pg_type,
+        };
+        SourceTable {
+            info: Arc::new(TableInfo {
+                oid: 16500,
+                schema: "S".into(),
+                name: "t".into(),
+                replica_identity: ReplicaIdentity::Default,
+                columns: vec![
+                    column("id", 20, PgType::Int8, true),
+                    column("Note", 25, PgType::Text, false),
+                ],
+            }),
+            chunk_key: vec![0],
+            sql_types: vec!["bigint".into(), "text".into()],
+            partitioned,
+            estimated_rows: None,
+            pages: 0,
+        }
+    }
+
+    #[test]
+    fn copies_read_own_rows_or_all_partitions() {
+        let chunk = Chunk {
+            index: 1,
+            lower: Some(Bound::Key(vec!["10".into()])),
+            upper: Some(Bound::Key(vec!["20".into()])),
+        };
+        // A plain table (or a leaf published on its own): its own rows only.
+        assert_eq!(
+            copy_sql(&table(false), &chunk, true),
+            "COPY (SELECT \"id\", \"Note\" FROM ONLY \"S\".\"t\" WHERE \"id\" >= '10'::bigint \
+             AND \"id\" < '20'::bigint) TO STDOUT (FORMAT binary)"
+        );
+        // A root published via the root: every partition's rows.
+        assert_eq!(
+            copy_sql(&table(true), &chunk, false),
+            "COPY (SELECT \"id\", \"Note\" FROM \"S\".\"t\" WHERE \"id\" >= '10'::bigint \
+             AND \"id\" < '20'::bigint) TO STDOUT"
+        );
+        // A keyless partitioned table: the page bound applies to every leaf.
+        let mut keyless = table(true);
+        keyless.chunk_key.clear();
+        let pages = Chunk {
+            index: 0,
+            lower: None,
+            upper: Some(Bound::Page(8)),
+        };
+        assert_eq!(
+            copy_sql(&keyless, &pages, false),
+            "COPY (SELECT \"id\", \"Note\" FROM \"S\".\"t\" WHERE ctid < '(8,0)'::tid) TO STDOUT"
+        );
+        assert_eq!(
+            count_sql(&table(false)),
+            "SELECT count(*) FROM ONLY \"S\".\"t\""
+        );
+        assert_eq!(count_sql(&table(true)), "SELECT count(*) FROM \"S\".\"t\"");
+    }
 
     #[test]
     fn chunks_cover_without_overlap() {
