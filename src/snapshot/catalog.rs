@@ -1,13 +1,13 @@
 //! What a historical load needs to know about a source table, read from the catalog: its
 //! columns exactly as pgoutput describes them (so snapshot rows and streamed changes share one
 //! change table), where its rows are (a partitioned table published via its root holds none
-//! itself), its chunking key, and its size.
+//! itself), the publication's row filter, its chunking key, and its size.
 //!
 //! The publication's view of the table comes from `pg_publication_tables`, the server's own
 //! answer to "what does this publication publish": it lists a partitioned table only when the
 //! publication publishes via the root (else its leaf partitions, each once, however many
-//! levels lie between), and gives the column list the server applies to the stream of that
-//! table.
+//! levels lie between), and gives the column list and (15+) the row filter the server applies
+//! to the stream of that table (none under FOR ALL TABLES or FOR TABLES IN SCHEMA).
 
 use std::sync::Arc;
 
@@ -32,6 +32,9 @@ pub struct SourceTable {
     /// A partitioned table (published via its root): its rows are those of its partitions, so
     /// it is read without `ONLY`, and its sizes are its leaves'.
     pub partitioned: bool,
+    /// The publication's row filter (`pg_get_expr` text, columns unqualified), if any: the
+    /// stream publishes only rows matching it, so the load copies only those.
+    pub row_filter: Option<String>,
     /// The planner's row estimate (`reltuples`; of a partitioned table, the sum of its leaves'),
     /// or `None` when the table (or a leaf) was never analyzed.
     pub estimated_rows: Option<u64>,
@@ -46,7 +49,7 @@ impl SourceTable {
     }
 }
 
-/// Reads `schema.table` from the catalog; `publication` limits the columns to its column list.
+/// Reads `schema.table` from the catalog; `publication` gives its column list and row filter.
 pub async fn describe(
     client: &Client,
     publication: &str,
@@ -69,7 +72,7 @@ pub async fn describe(
                     coalesce((SELECT array_agg(k ORDER BY o) FROM pg_index i, \
                         unnest(i.indkey::int2[]) WITH ORDINALITY u(k, o) \
                         WHERE i.indrelid = c.oid AND i.indisreplident), '{}'::int2[]), \
-                    (pub.entry -> 'attnames')::text, \
+                    (pub.entry -> 'attnames')::text, pub.entry ->> 'rowfilter', \
                     c.relkind = 'p' \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              LEFT JOIN LATERAL (SELECT to_jsonb(pt) AS entry FROM pg_publication_tables pt \
@@ -92,7 +95,9 @@ pub async fn describe(
     let published: Option<Vec<String>> = row
         .get::<_, Option<String>>(6)
         .and_then(|json| serde_json::from_str(&json).ok());
-    let partitioned: bool = row.get(7);
+    // Before 15 the view has no `rowfilter`: no filter.
+    let row_filter: Option<String> = row.get(7);
+    let partitioned: bool = row.get(8);
     if partitioned {
         // A partitioned table has no storage (reltuples -1, no pages): size it by its leaves.
         (reltuples, pages) = leaf_sizes(client, oid).await?;
@@ -158,6 +163,7 @@ pub async fn describe(
         chunk_key,
         sql_types: attrs.into_iter().map(|a| a.4).collect(),
         partitioned,
+        row_filter,
         estimated_rows: (reltuples >= 0.0).then_some(reltuples as u64),
         pages: u64::try_from(pages).unwrap_or(0),
     })

@@ -100,7 +100,8 @@ pub enum Job {
         table: usize,
         chunk: Chunk,
     },
-    /// `count(*)` of the rows the load copies in the snapshot, for the audit record.
+    /// `count(*)` of the rows the load copies (row filter applied) in the snapshot, for the
+    /// audit record.
     Count {
         table: usize,
     },

@@ -1,5 +1,6 @@
 //! The historical load against a real server: exact under concurrent writes, resumable after
-//! SIGKILL, tables added to the publication while `run` streams, and partitioned tables.
+//! SIGKILL, tables added to the publication while `run` streams, partitioned tables and
+//! publication row filters.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ mod formats;
 mod partitions;
 mod progress;
 mod resume;
+mod row_filters;
 
 /// Query options with room for the current-state plan of a 2M-row table (the default pool is
 /// 1 GiB; the plan holds the change log in a join, see the README's known gaps).
