@@ -1,6 +1,13 @@
 //! What a historical load needs to know about a source table, read from the catalog: its
 //! columns exactly as pgoutput describes them (so snapshot rows and streamed changes share one
-//! change table), its chunking key, and its size.
+//! change table), where its rows are (a partitioned table published via its root holds none
+//! itself), the publication's row filter, its chunking key, and its size.
+//!
+//! The publication's view of the table comes from `pg_publication_tables`, the server's own
+//! answer to "what does this publication publish": it lists a partitioned table only when the
+//! publication publishes via the root (else its leaf partitions, each once, however many
+//! levels lie between), and gives the column list and (15+) the row filter the server applies
+//! to the stream of that table (none under FOR ALL TABLES or FOR TABLES IN SCHEMA).
 
 use std::sync::Arc;
 
@@ -23,9 +30,17 @@ pub struct SourceTable {
     pub chunk_key: Vec<usize>,
     /// `format_type` of every column, for typed literals in chunk bounds.
     pub sql_types: Vec<String>,
-    /// The planner's row estimate (`reltuples`), or `None` when the table was never analyzed.
+    /// A partitioned table (published via its root): its rows are those of its partitions, so
+    /// it is read without `ONLY`, and its sizes are its leaves'.
+    pub partitioned: bool,
+    /// The publication's row filter (`pg_get_expr` text, columns unqualified), if any: the
+    /// stream publishes only rows matching it, so the load copies only those.
+    pub row_filter: Option<String>,
+    /// The planner's row estimate (`reltuples`; of a partitioned table, the sum of its leaves'),
+    /// or `None` when the table (or a leaf) was never analyzed.
     pub estimated_rows: Option<u64>,
-    /// Heap pages (`pg_relation_size / block_size`).
+    /// Heap pages (`pg_relation_size / block_size`); of a partitioned table, those of its
+    /// largest leaf, since ctid page bounds apply to every leaf at once.
     pub pages: u64,
 }
 
@@ -35,7 +50,7 @@ impl SourceTable {
     }
 }
 
-/// Reads `schema.table` from the catalog; `publication` limits the columns to its column list.
+/// Reads `schema.table` from the catalog; `publication` gives its column list and row filter.
 pub async fn describe(
     client: &Client,
     publication: &str,
@@ -60,10 +75,12 @@ pub async fn describe(
                         unnest(i.indkey::int2[]) WITH ORDINALITY u(k, o) \
                         WHERE i.indrelid = c.oid AND i.indisreplident \
                           AND u.o <= i.indnkeyatts), '{}'::int2[]), \
-                    (SELECT to_jsonb(pt) -> 'attnames' FROM pg_publication_tables pt \
-                        WHERE pt.pubname = $3 AND pt.schemaname = n.nspname \
-                          AND pt.tablename = c.relname)::text \
+                    (pub.entry -> 'attnames')::text, pub.entry ->> 'rowfilter', \
+                    c.relkind = 'p' \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             LEFT JOIN LATERAL (SELECT to_jsonb(pt) AS entry FROM pg_publication_tables pt \
+                 WHERE pt.pubname = $3 AND pt.schemaname = n.nspname \
+                   AND pt.tablename = c.relname) pub ON true \
              WHERE n.nspname = $1 AND c.relname = $2",
             &[&schema, &table, &publication],
         )
@@ -74,13 +91,20 @@ pub async fn describe(
         })?;
     let oid: u32 = row.get(0);
     let identity: String = row.get(1);
-    let reltuples: f64 = row.get(2);
-    let pages: i64 = row.get(3);
+    let mut reltuples: f64 = row.get(2);
+    let mut pages: i64 = row.get(3);
     let primary: Vec<i16> = row.get(4);
     let replident_index: Vec<i16> = row.get(5);
     let published: Option<Vec<String>> = row
         .get::<_, Option<String>>(6)
         .and_then(|json| serde_json::from_str(&json).ok());
+    // Before 15 the view has no `rowfilter`: no filter.
+    let row_filter: Option<String> = row.get(7);
+    let partitioned: bool = row.get(8);
+    if partitioned {
+        // A partitioned table has no storage (reltuples -1, no pages): size it by its leaves.
+        (reltuples, pages) = leaf_sizes(client, oid).await?;
+    }
 
     let attrs = client
         .query(
@@ -141,7 +165,31 @@ pub async fn describe(
         }),
         chunk_key,
         sql_types: attrs.into_iter().map(|a| a.4).collect(),
+        partitioned,
+        row_filter,
         estimated_rows: (reltuples >= 0.0).then_some(reltuples as u64),
         pages: u64::try_from(pages).unwrap_or(0),
     })
+}
+
+/// The rows (sum of `reltuples`, or -1 when a leaf was never analyzed) and the pages of the
+/// largest leaf of the partitioned table `oid`, at any depth. `pg_inherits` rather than
+/// `pg_partition_tree`, which PostgreSQL 10 and 11 lack.
+async fn leaf_sizes(client: &Client, oid: u32) -> Result<(f64, i64), SnapshotError> {
+    let row = client
+        .query_one(
+            "WITH RECURSIVE tree(oid) AS ( \
+                 SELECT inhrelid FROM pg_inherits WHERE inhparent = $1 \
+                 UNION ALL SELECT i.inhrelid FROM pg_inherits i \
+                     JOIN tree t ON i.inhparent = t.oid) \
+             SELECT CASE WHEN bool_and(c.reltuples >= 0) IS FALSE THEN -1 \
+                         ELSE coalesce(sum(c.reltuples), 0) END::float8, \
+                    (coalesce(max(pg_relation_size(c.oid)), 0) \
+                        / current_setting('block_size')::int8)::int8 \
+             FROM tree JOIN pg_class c ON c.oid = tree.oid WHERE c.relkind <> 'p'",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| SnapshotError::sql("sizing the partitions of a table to snapshot", e))?;
+    Ok((row.get(0), row.get(1)))
 }

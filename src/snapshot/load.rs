@@ -315,9 +315,11 @@ impl Loader {
                 }));
             }
             record.chunks = chunks.len() as i64;
+            // Whether a filter applies, never its text (its literals may be data).
             tracing::info!(
                 table = %record.table, load = %record.load_id, resumed,
-                chunks = chunks.len(), expected_rows, "historical load planned"
+                chunks = chunks.len(), expected_rows, partitioned = table.partitioned,
+                row_filter = table.row_filter.is_some(), "historical load planned"
             );
             works.push(Work {
                 record,

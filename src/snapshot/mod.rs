@@ -5,7 +5,7 @@
 //!  publication tables ─► catalog::describe ─► plan (PK ranges | ctid pages) ─► _walaudit/snapshot_chunks
 //!  temporary slot (CREATE_REPLICATION_SLOT … TEMPORARY … EXPORT_SNAPSHOT) ─► consistent point C
 //!       └─► N worker sessions: BEGIN REPEATABLE READ; SET TRANSACTION SNAPSHOT ─► slot closed
-//!  worker: COPY (SELECT … WHERE chunk) TO STDOUT (FORMAT binary | text)
+//!  worker: COPY (SELECT … FROM [ONLY] t WHERE row filter AND chunk) TO STDOUT (FORMAT binary | text)
 //!       ─► copy_binary | copy_text ─► ReadBatchBuilder (_lsn = C)
 //!       ─► one Delta commit per chunk, carrying txn `walaudit-snapshot:<load>:<chunk>` = rows
 //!  coordinator: progress (bars / log lines, metrics) ─► _walaudit/snapshots (audit record)

@@ -1,5 +1,13 @@
 //! Splitting a table into chunks: primary-key ranges (bounds sampled with `TABLESAMPLE`), or
-//! ctid page ranges for tables without a primary key.
+//! ctid page ranges for tables without a primary key; and the SQL that reads a chunk.
+//!
+//! A load reads exactly what the publication publishes: a table's own rows (`FROM ONLY`:
+//! inheritance children and leaf partitions published one by one are loaded under their own
+//! names), or, for a partitioned table published via its root, the rows of all its partitions
+//! (`FROM` without `ONLY`); and only the rows matching the publication's row filter. A
+//! partitioned table is chunked like any other: by its primary key (which every partition
+//! shares), or without one by ctid pages, a bound that applies to each leaf at once (an Append
+//! of TID range scans), so `pages` is the largest leaf's.
 //!
 //! # Invariants
 //! * The chunks of a plan cover the whole table and never overlap: the first has no lower
@@ -45,14 +53,16 @@ pub async fn plan(
     table: &SourceTable,
     chunk_rows: u64,
 ) -> Result<(Vec<Chunk>, u64), SnapshotError> {
-    let rows = match table.estimated_rows {
-        Some(rows) => rows,
+    let rows = match (table.estimated_rows, &table.row_filter) {
+        (Some(rows), None) => rows,
+        // The planner's estimate of the rows the filter lets through: chunks are sized in
+        // copied rows.
+        (Some(rows), Some(_)) => filtered_estimate(client, table).await?.unwrap_or(rows),
         // Never analyzed: count once (planning is not under the load's snapshot, so this only
         // sizes the chunks).
-        None => {
-            let sql = format!("SELECT count(*) FROM ONLY {}", qualified(table));
+        (None, _) => {
             let row = client
-                .query_one(&sql, &[])
+                .query_one(&count_sql(table), &[])
                 .await
                 .map_err(|e| SnapshotError::sql("counting rows to plan chunks", e))?;
             u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)
@@ -68,6 +78,34 @@ pub async fn plan(
         key_bounds(client, table, rows, wanted).await?
     };
     Ok((chunks_between(bounds), rows))
+}
+
+/// The planner's row estimate of `SELECT … WHERE <row filter>` (`EXPLAIN`, nothing is read);
+/// `None` if the plan has no estimate.
+async fn filtered_estimate(
+    client: &Client,
+    table: &SourceTable,
+) -> Result<Option<u64>, SnapshotError> {
+    let sql = format!(
+        "EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE {}",
+        relation(table),
+        filter_condition(table)
+    );
+    // The simple protocol: the plan arrives as text (its type is json).
+    let messages = client
+        .simple_query(&sql)
+        .await
+        .map_err(|e| SnapshotError::sql("estimating the rows of a row filter", e))?;
+    let plan = messages.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+        _ => None,
+    });
+    let plan: serde_json::Value = plan
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
+    Ok(plan[0]["Plan"]["Plan Rows"]
+        .as_f64()
+        .map(|rows| rows.max(0.0) as u64))
 }
 
 fn whole() -> Chunk {
@@ -121,9 +159,10 @@ async fn key_bounds(
         [k] if matches!(table.sql_types[*k].as_str(), "smallint" | "integer" | "bigint")
     );
     if integer {
+        // Over all rows, not only the filtered ones: an index probe at each end.
         let sql = format!(
-            "SELECT min({k})::int8, max({k})::int8 FROM ONLY {}",
-            qualified(table),
+            "SELECT min({k})::int8, max({k})::int8 FROM {}",
+            relation(table),
             k = keys[0]
         );
         let row = client
@@ -136,6 +175,8 @@ async fn key_bounds(
         };
         return Ok(integer_bounds(min, max, chunks));
     }
+    // `rows` counts the rows the filter lets through, so sampling that share of the table and
+    // filtering leaves about `target` rows, spread like the rows the chunks will copy.
     let target = (chunks * SAMPLES_PER_CHUNK).min(MAX_SAMPLE);
     let percent = (100.0 * target as f64 / rows.max(1) as f64).clamp(0.0001, 100.0);
     // Output columns are aliased: `ORDER BY "id"` would otherwise sort the text output.
@@ -146,9 +187,10 @@ async fn key_bounds(
         .collect();
     let order: Vec<String> = keys.iter().map(|k| format!("src.{k}")).collect();
     let sql = format!(
-        "SELECT {} FROM ONLY {} AS src TABLESAMPLE BERNOULLI ({percent}) ORDER BY {}",
+        "SELECT {} FROM {} AS src TABLESAMPLE BERNOULLI ({percent}) WHERE {} ORDER BY {}",
         text.join(", "),
-        qualified(table),
+        relation(table),
+        filter_condition(table),
         order.join(", ")
     );
     let sample = client
@@ -207,6 +249,34 @@ pub fn qualified(table: &SourceTable) -> String {
     )
 }
 
+/// What a load reads `FROM`: `ONLY schema.table`, or `schema.table` for a partitioned table
+/// published via its root (its rows are in its partitions, at any depth).
+pub fn relation(table: &SourceTable) -> String {
+    if table.partitioned {
+        qualified(table)
+    } else {
+        format!("ONLY {}", qualified(table))
+    }
+}
+
+/// The publication's row filter as a condition (`TRUE` without one). Its columns are
+/// unqualified, so it applies to `relation(table)` under any alias.
+fn filter_condition(table: &SourceTable) -> String {
+    match &table.row_filter {
+        Some(filter) => format!("({filter})"),
+        None => "TRUE".into(),
+    }
+}
+
+/// `SELECT count(*)` of the rows a load of `table` copies (the row filter applied).
+pub fn count_sql(table: &SourceTable) -> String {
+    format!(
+        "SELECT count(*) FROM {} WHERE {}",
+        relation(table),
+        filter_condition(table)
+    )
+}
+
 fn key_columns(table: &SourceTable) -> Vec<String> {
     table
         .chunk_key
@@ -248,8 +318,8 @@ pub fn predicate(table: &SourceTable, chunk: &Chunk) -> String {
     }
 }
 
-/// `COPY (SELECT <captured columns> FROM ONLY <table> WHERE <chunk>) TO STDOUT`, with
-/// `(FORMAT binary)` when `binary` (every column has a binary reader).
+/// `COPY (SELECT <published columns> FROM [ONLY] <table> WHERE <row filter> AND <chunk>) TO
+/// STDOUT`, with `(FORMAT binary)` when `binary` (every column has a binary reader).
 pub fn copy_sql(table: &SourceTable, chunk: &Chunk, binary: bool) -> String {
     let columns: Vec<String> = table
         .info
@@ -257,18 +327,105 @@ pub fn copy_sql(table: &SourceTable, chunk: &Chunk, binary: bool) -> String {
         .iter()
         .map(|c| quote_ident(&c.name))
         .collect();
+    let condition = match (&table.row_filter, predicate(table, chunk)) {
+        (Some(_), chunk) if chunk == "TRUE" => filter_condition(table),
+        (Some(_), chunk) => format!("{} AND {chunk}", filter_condition(table)),
+        (None, chunk) => chunk,
+    };
     format!(
-        "COPY (SELECT {} FROM ONLY {} WHERE {}) TO STDOUT{}",
+        "COPY (SELECT {} FROM {} WHERE {condition}) TO STDOUT{}",
         columns.join(", "),
-        qualified(table),
-        predicate(table, chunk),
+        relation(table),
         if binary { " (FORMAT binary)" } else { "" }
     )
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::capture::{ColumnInfo, TableInfo};
+    use crate::decode::{PgType, ReplicaIdentity};
+
+    /// `"S"."t" (id int8 key, "Note" text)`, partitioned or not, with an optional row filter.
+    fn table(partitioned: bool, row_filter: Option<&str>) -> SourceTable {
+        let column = |name: &str, type_oid, pg_type, is_key| ColumnInfo {
+            name: name.into(),
+            type_oid,
+            type_modifier: -1,
+            is_key,
+            pg_type,
+        };
+        SourceTable {
+            info: Arc::new(TableInfo {
+                oid: 16500,
+                schema: "S".into(),
+                name: "t".into(),
+                replica_identity: ReplicaIdentity::Default,
+                columns: vec![
+                    column("id", 20, PgType::Int8, true),
+                    column("Note", 25, PgType::Text, false),
+                ],
+            }),
+            chunk_key: vec![0],
+            sql_types: vec!["bigint".into(), "text".into()],
+            partitioned,
+            row_filter: row_filter.map(str::to_owned),
+            estimated_rows: None,
+            pages: 0,
+        }
+    }
+
+    #[test]
+    fn copies_read_own_rows_or_all_partitions_with_the_row_filter() {
+        let chunk = Chunk {
+            index: 1,
+            lower: Some(Bound::Key(vec!["10".into()])),
+            upper: Some(Bound::Key(vec!["20".into()])),
+        };
+        // A plain table (or a leaf published on its own): its own rows only.
+        assert_eq!(
+            copy_sql(&table(false, None), &chunk, true),
+            "COPY (SELECT \"id\", \"Note\" FROM ONLY \"S\".\"t\" WHERE \"id\" >= '10'::bigint \
+             AND \"id\" < '20'::bigint) TO STDOUT (FORMAT binary)"
+        );
+        // A root published via the root: every partition's rows, and the row filter.
+        let root = table(true, Some("(\"Note\" <> 'x'::text)"));
+        assert_eq!(
+            copy_sql(&root, &chunk, false),
+            "COPY (SELECT \"id\", \"Note\" FROM \"S\".\"t\" WHERE ((\"Note\" <> 'x'::text)) \
+             AND \"id\" >= '10'::bigint AND \"id\" < '20'::bigint) TO STDOUT"
+        );
+        assert_eq!(
+            copy_sql(&table(false, Some("(id > 5)")), &whole(), false),
+            "COPY (SELECT \"id\", \"Note\" FROM ONLY \"S\".\"t\" WHERE ((id > 5))) TO STDOUT"
+        );
+        // A keyless partitioned table: the page bound applies to every leaf.
+        let mut keyless = table(true, None);
+        keyless.chunk_key.clear();
+        let pages = Chunk {
+            index: 0,
+            lower: None,
+            upper: Some(Bound::Page(8)),
+        };
+        assert_eq!(
+            copy_sql(&keyless, &pages, false),
+            "COPY (SELECT \"id\", \"Note\" FROM \"S\".\"t\" WHERE ctid < '(8,0)'::tid) TO STDOUT"
+        );
+    }
+
+    #[test]
+    fn the_audit_count_applies_the_row_filter() {
+        assert_eq!(
+            count_sql(&table(false, None)),
+            "SELECT count(*) FROM ONLY \"S\".\"t\" WHERE TRUE"
+        );
+        assert_eq!(
+            count_sql(&table(true, Some("(id > 5)"))),
+            "SELECT count(*) FROM \"S\".\"t\" WHERE ((id > 5))"
+        );
+    }
 
     #[test]
     fn chunks_cover_without_overlap() {

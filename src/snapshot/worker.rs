@@ -16,7 +16,7 @@ use super::SnapshotError;
 use super::catalog::SourceTable;
 use super::copy_binary::{BinaryRows, CopyBinaryError};
 use super::copy_text::{CopyTextError, RowSplitter, parse_row};
-use super::plan::{Chunk, copy_sql, qualified};
+use super::plan::{Chunk, copy_sql, count_sql};
 use crate::Lsn;
 use crate::config::CopyFormat;
 use crate::decode::Cell;
@@ -101,7 +101,8 @@ pub enum Job {
         table: usize,
         chunk: Chunk,
     },
-    /// `count(*)` of the table in the snapshot, for the audit record.
+    /// `count(*)` of the rows the load copies (row filter applied) in the snapshot, for the
+    /// audit record.
     Count {
         table: usize,
     },
@@ -156,12 +157,8 @@ pub async fn run(
         let Some(job) = job else { break };
         match job {
             Job::Count { table } => {
-                let sql = format!(
-                    "SELECT count(*) FROM ONLY {}",
-                    qualified(&ctx.tables[table])
-                );
                 let row = client
-                    .query_one(&sql, &[])
+                    .query_one(&count_sql(&ctx.tables[table]), &[])
                     .await
                     .map_err(|e| SnapshotError::sql("counting the source rows", e))?;
                 let rows = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);

@@ -1,6 +1,8 @@
 //! The historical load against a real server: exact under concurrent writes, resumable after
-//! SIGKILL, and tables added to the publication while `run` streams.
+//! SIGKILL, tables added to the publication while `run` streams, partitioned tables and
+//! publication row filters.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -14,8 +16,10 @@ use crate::support::TestDb;
 mod added;
 mod exact;
 mod formats;
+mod partitions;
 mod progress;
 mod resume;
+mod row_filters;
 
 /// Query options for the current state of the 2M-row tables: the default 1 GiB pool holds
 /// the fold of one (its sort spills).
@@ -103,6 +107,116 @@ pub async fn assert_current_equals_source(
             want.len()
         );
     }
+}
+
+/// `current.<table>` (`schema.table`) holds exactly the rows of the Postgres query
+/// `SELECT <pg columns> FROM <source>`, as sorted multisets (duplicates count, no key needed).
+/// `columns` pairs a DataFusion and a Postgres expression rendering one column as the same
+/// text. `source` is a FROM clause with an optional WHERE (`ONLY t`, `t WHERE (v > 0)`).
+pub async fn assert_current_is(
+    db: &TestDb,
+    lake: &str,
+    table: &str,
+    columns: &[(&str, &str)],
+    source: &str,
+) {
+    let lake_cols: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (l, _))| format!("{l} AS c{i}"))
+        .collect();
+    let pg_cols: Vec<&str> = columns.iter().map(|(_, p)| *p).collect();
+    let query = LakeQuery::open(lake, LakeOptions::default()).await.unwrap();
+    let sql = format!("SELECT {} FROM current.{table}", lake_cols.join(", "));
+    let mut got = rows(query.session(), &sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let sql = format!("SELECT {} FROM {source}", pg_cols.join(", "));
+    let mut want = pg_rows(db, &sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    assert!(!want.is_empty(), "the source query {sql} returned no rows");
+    got.sort();
+    want.sort();
+    if got != want {
+        let (extra, missing) = multiset_difference(&got, &want);
+        panic!(
+            "current.{table} differs from SELECT … FROM {source}: {} lake rows vs {} source \
+             rows; {} only in the lake, e.g. {:?}; {} only in the source, e.g. {:?}",
+            got.len(),
+            want.len(),
+            extra.len(),
+            &extra[..extra.len().min(5)],
+            missing.len(),
+            &missing[..missing.len().min(5)],
+        );
+    }
+}
+
+/// The rows only in `a` and the rows only in `b`, both sorted, counting repeats.
+fn multiset_difference<'a>(
+    a: &'a [Vec<String>],
+    b: &'a [Vec<String>],
+) -> (Vec<&'a Vec<String>>, Vec<&'a Vec<String>>) {
+    let mut counts: BTreeMap<&Vec<String>, i64> = BTreeMap::new();
+    for row in a {
+        *counts.entry(row).or_default() += 1;
+    }
+    for row in b {
+        *counts.entry(row).or_default() -= 1;
+    }
+    let mut only_a = Vec::new();
+    let mut only_b = Vec::new();
+    for (row, n) in counts {
+        for _ in 0..n.abs() {
+            if n > 0 {
+                only_a.push(row)
+            } else {
+                only_b.push(row)
+            }
+        }
+    }
+    (only_a, only_b)
+}
+
+/// Rows of the change log `table` (`schema.table`) per `_op`.
+pub async fn op_counts(lake: &str, table: &str) -> BTreeMap<String, i64> {
+    let query = LakeQuery::open(lake, LakeOptions::default()).await.unwrap();
+    rows(
+        query.session(),
+        &format!("SELECT _op, count(*) FROM {table} GROUP BY _op"),
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| (r[0].clone(), r[1].parse().unwrap()))
+    .collect()
+}
+
+/// `[("c", 3), ("r", 10)]` as an [`op_counts`] map, leaving out zero counts.
+pub fn ops(counts: &[(&str, i64)]) -> BTreeMap<String, i64> {
+    counts
+        .iter()
+        .filter(|(_, n)| *n != 0)
+        .map(|(op, n)| ((*op).to_owned(), *n))
+        .collect()
+}
+
+/// Rows a statement affected (`INSERT`, `UPDATE`, `DELETE`).
+pub async fn affected(db: &TestDb, sql: &str) -> i64 {
+    let n = db
+        .client()
+        .execute(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    i64::try_from(n).unwrap()
+}
+
+/// The first column of the first row of a Postgres query, as an integer.
+pub async fn pg_count(db: &TestDb, sql: &str) -> i64 {
+    db.scalar::<i64>(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// Asserts no key has two `r` images in `table`; returns the number of `r` rows.
