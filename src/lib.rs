@@ -15,7 +15,9 @@
 //!   context, spill of large transactions to disk.
 //! * [`sink`]: the `capture → lake` seam and an in-memory implementation.
 //! * [`lake`]: Arrow row building for change tables (the Delta writer comes on top).
-//! * [`pipeline`]: wires the stages and owns shutdown.
+//! * [`pipeline`]: wires the stages (source → capture → sink) and owns their shutdown.
+//! * [`engine`]: `walaudit run` as a library object: every task under one handle, with a
+//!   typed status.
 //! * [`snapshot`]: the historical load: exact, parallel, resumable initial snapshots.
 //! * [`query`]: read-only DataFusion SQL over the lake (change logs, current state, as-of).
 //! * [`demo`]: the sample shop workload and the private cluster of `walaudit demo`.
@@ -27,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod decode;
 pub mod demo;
+pub mod engine;
 pub mod lake;
 pub mod lsn;
 pub mod metrics;

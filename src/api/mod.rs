@@ -3,10 +3,11 @@
 //! ```text
 //!  GET /metrics  the Prometheus text exposition of the engine's metrics
 //!  GET /healthz  200 while the process serves requests (liveness)
-//!  GET /readyz   200 while replication is streaming, 503 otherwise (readiness)
+//!  GET /readyz   200 while the engine streams (its status), 503 otherwise (readiness)
 //! ```
 //!
-//! The listener stops when the engine's cancellation token fires.
+//! The listener stops when the engine's cancellation token fires. It is spawned by the
+//! engine ([`crate::engine`]), which owns the task.
 
 use std::net::SocketAddr;
 
@@ -16,8 +17,10 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::EngineStatus;
 use crate::metrics::SharedMetrics;
 
 /// The listener could not start.
@@ -29,54 +32,61 @@ pub struct ListenError {
     pub source: std::io::Error,
 }
 
-/// The routes, over the engine's metrics.
-pub fn router(metrics: SharedMetrics) -> Router {
+/// What the routes read: the metrics and the engine's status.
+#[derive(Clone)]
+pub struct ApiState {
+    pub metrics: SharedMetrics,
+    pub status: watch::Receiver<EngineStatus>,
+}
+
+/// The routes.
+pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .with_state(metrics)
+        .with_state(state)
 }
 
-/// Bind `addr`; returns the bound address (port 0 picks a free one) and the serving task.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: SharedMetrics,
-    cancel: CancellationToken,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ListenError> {
+/// Binds `addr`; returns the bound address (port 0 picks a free one) and the listener.
+pub async fn bind(addr: SocketAddr) -> Result<(SocketAddr, TcpListener), ListenError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ListenError { addr, source })?;
     let bound = listener
         .local_addr()
         .map_err(|source| ListenError { addr, source })?;
-    tracing::info!(listen = %bound, "serving /metrics, /healthz, /readyz");
-    let task = tokio::spawn(async move {
-        let app = router(metrics);
-        let shutdown = async move { cancel.cancelled().await };
-        if let Err(err) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::warn!(error = %err, "the HTTP listener stopped");
-        }
-    });
-    Ok((bound, task))
+    Ok((bound, listener))
 }
 
-async fn metrics_text(State(metrics): State<SharedMetrics>) -> impl IntoResponse {
+/// Serves the routes on `listener` until `cancel` fires.
+pub async fn serve(listener: TcpListener, state: ApiState, cancel: CancellationToken) {
+    if let Ok(bound) = listener.local_addr() {
+        tracing::info!(listen = %bound, "serving /metrics, /healthz, /readyz");
+    }
+    let shutdown = async move { cancel.cancelled().await };
+    if let Err(err) = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::warn!(error = %err, "the HTTP listener stopped");
+    }
+}
+
+async fn metrics_text(State(state): State<ApiState>) -> impl IntoResponse {
     let content_type = [(
         header::CONTENT_TYPE,
         "text/plain; version=0.0.4; charset=utf-8",
     )];
-    (content_type, metrics.render())
+    (content_type, state.metrics.render())
 }
 
-async fn ready(State(metrics): State<SharedMetrics>) -> impl IntoResponse {
-    if metrics.streaming.get() == 1 {
-        (StatusCode::OK, "streaming\n")
+async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
+    let status = state.status.borrow().clone();
+    if status == EngineStatus::Streaming {
+        (StatusCode::OK, format!("{status}\n"))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not streaming\n")
+        (StatusCode::SERVICE_UNAVAILABLE, format!("{status}\n"))
     }
 }
 
@@ -106,29 +116,32 @@ mod tests {
     #[tokio::test]
     async fn metrics_health_and_readiness() {
         let metrics = Arc::new(Metrics::new());
+        let (status, rx) = watch::channel(EngineStatus::Starting);
         let cancel = CancellationToken::new();
-        let any_port = "127.0.0.1:0".parse().unwrap();
-        let (addr, task) = serve(any_port, Arc::clone(&metrics), cancel.clone())
-            .await
-            .unwrap();
+        let (addr, listener) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let state = ApiState {
+            metrics: Arc::clone(&metrics),
+            status: rx,
+        };
+        let task = tokio::spawn(serve(listener, state, cancel.clone()));
         metrics.transactions.inc_by(7);
-        let (status, body) = get(addr, "/metrics").await;
-        assert_eq!(status, 200);
+        let (code, body) = get(addr, "/metrics").await;
+        assert_eq!(code, 200);
         assert!(body.contains("walaudit_transactions_total 7"), "{body}");
         assert_eq!(get(addr, "/healthz").await.0, 200);
-        assert_eq!(get(addr, "/readyz").await.0, 503);
-        metrics.streaming.set(1);
+        assert_eq!(get(addr, "/readyz").await, (503, "starting\n".to_owned()));
+        status.send_replace(EngineStatus::Streaming);
         assert_eq!(get(addr, "/readyz").await, (200, "streaming\n".to_owned()));
+        status.send_replace(EngineStatus::Draining);
+        assert_eq!(get(addr, "/readyz").await.0, 503);
         cancel.cancel();
         task.await.unwrap();
         // A taken port is a clear error.
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let err = serve(
-            taken.local_addr().unwrap(),
-            metrics,
-            CancellationToken::new(),
-        )
-        .await;
-        assert!(err.unwrap_err().to_string().contains("--listen"));
+        let err = bind(taken.local_addr().unwrap()).await.unwrap_err();
+        assert!(
+            err.to_string().contains("choose another with --listen"),
+            "{err}"
+        );
     }
 }

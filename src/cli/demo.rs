@@ -20,12 +20,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use deltalake::arrow::util::pretty::pretty_format_batches;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::run::{Run, RunArgs};
 use crate::config::{Config, parse_duration};
 use crate::demo::cluster::DemoCluster;
 use crate::demo::workload::{self, OpMix, WorkloadOptions, WorkloadStats};
+use crate::engine::EngineStatus;
 use crate::metrics::SharedMetrics;
 use crate::query::{LakeOptions, LakeQuery};
 use crate::source::ConnParams;
@@ -117,11 +119,13 @@ impl Demo {
         let metrics = engine.metrics();
         // Its own token: after Ctrl-C the engine still catches up with the workload first.
         let engine_stop = CancellationToken::new();
-        let mut engine = tokio::spawn(engine.run(engine_stop.clone()));
-        if let Err(err) = wait_streaming(&metrics, &mut engine).await {
-            engine_stop.cancel();
+        let engine = engine.start(engine_stop.clone()).await?;
+        let mut status = engine.status();
+        if let Err(err) = wait_streaming(&mut status).await {
+            let _ = engine.shutdown_and_wait().await;
             return Err(err);
         }
+        let engine = tokio::spawn(engine.wait());
         println!(
             "  engine: capturing database {DEMO_DB} into {}; metrics on http://{}/metrics",
             self.args.lake.display(),
@@ -156,13 +160,13 @@ impl Demo {
         let ended_early = tokio::select! {
             _ = cancel.cancelled() => None,
             _ = sleep_or_forever(self.args.duration) => None,
-            ended = &mut engine => Some(ended),
+            _ = status.wait_for(EngineStatus::is_final) => Some(()),
         };
         workload_stop.cancel();
         let stats = workload.await.context("the workload task failed")?;
-        if let Some(ended) = ended_early {
+        if ended_early.is_some() {
             // The engine stopped on its own: that is an error (it runs until told to stop).
-            ended??;
+            engine.await.context("the engine task failed")??;
             bail!("the engine stopped before the demo ended");
         }
         let stats = stats?;
@@ -226,22 +230,21 @@ async fn setup_source(cluster: &DemoCluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_streaming(
-    metrics: &SharedMetrics,
-    engine: &mut tokio::task::JoinHandle<anyhow::Result<ExitCode>>,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
-    while metrics.streaming.get() != 1 {
-        if engine.is_finished() {
-            engine.await.context("the engine task failed")??;
-            bail!("the engine stopped before it started streaming");
-        }
-        if started.elapsed() > STREAMING_DEADLINE {
-            bail!("the engine did not start streaming within {STREAMING_DEADLINE:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// Waits until the engine streams; an engine that stops first is an error.
+async fn wait_streaming(status: &mut watch::Receiver<EngineStatus>) -> anyhow::Result<()> {
+    let reached = tokio::time::timeout(
+        STREAMING_DEADLINE,
+        status.wait_for(|s| *s == EngineStatus::Streaming || s.is_final()),
+    )
+    .await;
+    match reached {
+        Err(_) => bail!("the engine did not start streaming within {STREAMING_DEADLINE:?}"),
+        Ok(Err(_)) => bail!("the engine stopped before it started streaming"),
+        Ok(Ok(s)) => match &*s {
+            EngineStatus::Streaming => Ok(()),
+            other => bail!("the engine stopped before it started streaming: {other}"),
+        },
     }
-    Ok(())
 }
 
 async fn sleep_or_forever(duration: Option<Duration>) {

@@ -58,6 +58,7 @@ impl Tail {
             assembler: AssemblerConfig::new(&config.capture, &config.source.context_prefix),
             drain: args.drain,
             metrics: Default::default(),
+            streaming: None,
         };
         Ok(Tail { options })
     }

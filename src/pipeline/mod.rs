@@ -34,8 +34,10 @@ mod fake;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Lsn;
@@ -94,6 +96,9 @@ pub struct PipelineOptions {
     pub drain: bool,
     /// Where the pipeline counts what it does.
     pub metrics: SharedMetrics,
+    /// Told `true` while replication streams, `false` between attempts and at the end (the
+    /// engine's status follows it).
+    pub streaming: Option<Arc<watch::Sender<bool>>>,
 }
 
 /// What a run did.

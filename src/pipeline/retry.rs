@@ -158,9 +158,15 @@ pub(super) async fn run_once<C: Connector, S: Sink + 'static>(
         drain_target,
         cancel: cancel.clone(),
     };
-    opts.metrics.streaming.set(1);
+    let streaming = |on: bool| {
+        opts.metrics.streaming.set(i64::from(on));
+        if let Some(tx) = &opts.streaming {
+            tx.send_replace(on);
+        }
+    };
+    streaming(true);
     let outcome = capture.run().await;
-    opts.metrics.streaming.set(0);
+    streaming(false);
     let (result, sink, handed_over) = capture.shutdown(outcome, sink_task).await;
     let result = result.map(|summary| RunSummary {
         start_wal_position,

@@ -32,6 +32,7 @@ fn options(drain: bool) -> PipelineOptions {
         },
         drain,
         metrics: Arc::new(Metrics::new()),
+        streaming: None,
     }
 }
 

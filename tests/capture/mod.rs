@@ -46,6 +46,7 @@ pub fn options(db: &TestDb, slot: &str, max_memory: usize) -> PipelineOptions {
         },
         drain: true,
         metrics: Default::default(),
+        streaming: None,
     }
 }
 
