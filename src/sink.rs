@@ -4,13 +4,14 @@
 //! * **Ordering**: transactions arrive in commit order. Each arrives as zero or more
 //!   [`Sink::write`] calls (its changes in `seq` order, possibly in several chunks so memory
 //!   stays bounded for huge transactions) followed by exactly one [`Sink::commit`].
-//! * **Restarted transactions**: after a failure and reconnect, a transaction whose commit never
-//!   reached the sink is sent again from the start. A chunk whose first change has `seq` 0
-//!   therefore begins the transaction afresh: whatever the sink received of an uncommitted
-//!   transaction before is discarded.
+//! * **Whole transactions**: the writes and the commit of one transaction arrive without
+//!   anything in between: the pipeline reads nothing from the server while it hands one over,
+//!   so a reconnect never leaves part of a transaction in the sink. A sink never sees a
+//!   transaction start again.
 //! * **Durability**: [`Sink::durable_lsn`] is the WAL position up to which everything handed
 //!   over is durably stored: the `end_lsn` of transactions, the `lsn` of non-transactional
-//!   messages. It never moves backward. The engine confirms this position to Postgres and
+//!   messages. It never moves backward. A sink opened over storage an earlier run wrote may
+//!   report less than that storage holds until replays reach it (never more). The engine confirms this position to Postgres and
 //!   nothing beyond it, except when nothing is in flight at all: then positions the server
 //!   reports past it hold nothing captured and are confirmed too (idle slots keep advancing).
 //! * **Idempotency on replay**: after a restart Postgres resends every transaction after the
@@ -21,6 +22,7 @@
 //!   durable LSN; the engine calls it before a clean exit. Dropping a sink without flushing
 //!   loses only what was never confirmed.
 //! * **Concurrency**: one task owns the sink; methods are never called concurrently.
+//! * Every clause is tested against both implementations (`tests/lake/contract.rs`).
 //! * **Timer**: [`Sink::tick`] is called periodically (about every 100 ms) between commands,
 //!   also while no data arrives, so a sink can flush on age. It may be called between the
 //!   `write`s and the `commit` of one transaction; the default does nothing.
@@ -164,9 +166,6 @@ impl Sink for MemorySink {
     async fn write(&mut self, txn: &TxnMeta, changes: Vec<Change>) -> Result<(), SinkError> {
         if self.holds(txn) {
             return Ok(());
-        }
-        if changes.first().is_some_and(|c| c.seq == 0) {
-            self.open = None; // a restarted transaction begins afresh
         }
         let open = self.open.get_or_insert_with(|| StoredTxn {
             meta: txn.clone(),

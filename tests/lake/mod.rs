@@ -17,6 +17,7 @@ use walaudit::pipeline::{self, RunSummary, SlotMode};
 use crate::capture::{options, prepare};
 use crate::support::TestDb;
 
+mod contract;
 mod engine;
 mod evolution;
 mod exactly_once;

@@ -4,7 +4,7 @@
 
 mod cli;
 mod formats;
-mod lake;
+pub(crate) mod lake;
 mod s3;
 
 use deltalake::arrow::array::RecordBatch;
