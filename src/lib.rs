@@ -26,6 +26,7 @@
 pub mod api;
 pub mod capture;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod demo;

@@ -6,12 +6,13 @@
 //! as `fail` with the reason) when the connection itself fails.
 
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use crate::clock::unix_micros;
 use crate::config::{Config, LakeConfig};
 use crate::lake::LakeLocation;
 use crate::lake::probe::probe;
@@ -404,10 +405,4 @@ async fn lake_check(config: &LakeConfig) -> CheckResult {
             fix: None,
         },
     }
-}
-
-fn unix_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }

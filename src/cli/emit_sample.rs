@@ -61,11 +61,9 @@ impl EmitSample {
             args.rate >= 0.0 && args.rate.is_finite(),
             "--rate must be a number of transactions per second, 0 for as fast as possible"
         );
-        let seed = args.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
+        let seed = args
+            .seed
+            .unwrap_or_else(|| crate::clock::unix_nanos() as u64);
         let options = WorkloadOptions {
             count: args.count,
             rate: args.rate,

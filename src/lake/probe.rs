@@ -11,7 +11,7 @@
 //! * The probe object never collides with a Delta table (tables are directories holding a
 //!   `_delta_log`); it is deleted again, also after a failed read-back.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use deltalake::Path;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -78,9 +78,7 @@ pub async fn probe(location: &LakeLocation) -> Result<ProbeReport, ProbeError> {
 
 async fn probe_inner(location: &LakeLocation) -> Result<ProbeReport, ProbeError> {
     let started = Instant::now();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = crate::clock::unix_nanos();
     let object = format!("{ENGINE_DIR}/probe-{}-{nanos}", std::process::id());
     let storage = |step: &'static str| {
         let (object, lake) = (object.clone(), location.display());

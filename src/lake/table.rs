@@ -418,10 +418,7 @@ fn lsn_from_i64(v: i64) -> Lsn {
 }
 
 fn chrono_millis() -> Option<i64> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?;
-    i64::try_from(now.as_millis()).ok()
+    Some(crate::clock::unix_millis())
 }
 
 #[cfg(test)]

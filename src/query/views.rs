@@ -36,9 +36,7 @@ use super::lake::LakeTable;
 pub const AS_OF: &str = "as_of";
 
 /// `name` as a SQL identifier: always quoted, so case and odd characters are kept.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use crate::source::quote_ident;
 
 /// The SQL of the change log of `table` in fold order (see [`super::images`]), read from
 /// `catalog`; with `cutoff`, only changes committed at or before the `$1` placeholder.

@@ -131,9 +131,7 @@ pub fn chunks_schema() -> SchemaRef {
 
 /// Microseconds since the Unix epoch, now.
 pub fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    crate::clock::unix_micros()
 }
 
 /// The two log tables of one lake.

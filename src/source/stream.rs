@@ -15,8 +15,6 @@
 //!   256 KiB read block alive: copy what must outlive the transaction (e.g. cached relations).
 //! * The reported positions are the caller's: this module never confirms anything by itself.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use bytes::{BufMut, Bytes, BytesMut};
 use postgres_protocol::message::frontend;
 
@@ -25,7 +23,6 @@ use super::error::{ErrorContext, FrameError, SourceError, map_server_error};
 use super::transport::Socket;
 use super::wire::Wire;
 use crate::Lsn;
-use crate::decode::message::PG_EPOCH_OFFSET_MICROS;
 
 const XLOG_HEADER: usize = 1 + 8 + 8 + 8;
 const KEEPALIVE_LEN: usize = 1 + 8 + 8 + 1;
@@ -142,13 +139,7 @@ pub fn encode_status_update(
     msg
 }
 
-/// Now, in µs since 2000-01-01 (the Postgres epoch).
-pub fn pg_now_micros() -> i64 {
-    let since_unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since_unix.as_micros()).unwrap_or(i64::MAX) - PG_EPOCH_OFFSET_MICROS
-}
+pub use crate::clock::pg_now_micros;
 
 /// A running `START_REPLICATION`: read frames, report progress, finish cleanly.
 #[derive(Debug)]
