@@ -97,19 +97,13 @@ impl Connector for PgConnector {
     /// Check the source, make sure publication and slot exist, and start replication.
     async fn connect(&self, opts: &PipelineOptions) -> Result<Connected<PgSession>, PipelineError> {
         let sql = opts.source.connect_sql().await?;
-        let server = setup::check_server(&sql).await?;
-        setup::check_role_can_replicate(&sql).await?;
-        setup::ensure_publication(
+        let server = setup::prepare_source(
             &sql,
             &opts.publication,
             opts.create_publication,
-            Some(&opts.publication_tables)
-                .filter(|t| !t.is_empty())
-                .map(Vec::as_slice),
+            &opts.publication_tables,
         )
         .await?;
-        let tables = setup::publication_tables(&sql, &opts.publication).await?;
-        setup::check_replica_identity(&tables)?;
 
         let mut repl = ReplicationClient::connect(&opts.source).await?;
         let identity = repl.identify_system().await?;

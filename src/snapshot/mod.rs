@@ -127,14 +127,13 @@ pub struct SourceSetup {
 pub async fn ensure_source(setup: &SourceSetup) -> Result<(), SnapshotError> {
     use crate::source::setup as s;
     let sql = setup.source.connect_sql().await?;
-    s::check_server(&sql).await?;
-    s::check_role_can_replicate(&sql).await?;
-    let tables = Some(&setup.publication_tables)
-        .filter(|t| !t.is_empty())
-        .map(Vec::as_slice);
-    s::ensure_publication(&sql, &setup.publication, setup.create_publication, tables).await?;
-    let published = s::publication_tables(&sql, &setup.publication).await?;
-    s::check_replica_identity(&published)?;
+    s::prepare_source(
+        &sql,
+        &setup.publication,
+        setup.create_publication,
+        &setup.publication_tables,
+    )
+    .await?;
     let mut repl = crate::source::ReplicationClient::connect(&setup.source).await?;
     s::ensure_slot(&sql, &mut repl, &setup.slot, setup.create_slot).await?;
     repl.close().await;

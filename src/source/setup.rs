@@ -143,6 +143,26 @@ pub fn create_publication_sql(name: &str, tables: Option<&[String]>) -> String {
     }
 }
 
+/// What capture and the historical load both need of a source before they start: a server
+/// with `wal_level = logical` and free slots, a role allowed to replicate, the publication
+/// (created when `create_publication` and missing), and a replica identity on every
+/// published table. Each failure names its fix. `publication_tables` are the tables of a
+/// publication walaudit creates (empty: all tables).
+pub async fn prepare_source(
+    client: &Client,
+    publication: &str,
+    create_publication: bool,
+    publication_tables: &[String],
+) -> Result<ServerInfo, SourceError> {
+    let server = check_server(client).await?;
+    check_role_can_replicate(client).await?;
+    let tables = Some(publication_tables).filter(|t| !t.is_empty());
+    ensure_publication(client, publication, create_publication, tables).await?;
+    let published = self::publication_tables(client, publication).await?;
+    check_replica_identity(&published)?;
+    Ok(server)
+}
+
 /// Makes sure the publication exists; creates it when `create` is set. Returns whether it was
 /// created. An existing publication is used as it is (tables it lacks are logged).
 pub async fn ensure_publication(
