@@ -12,7 +12,7 @@ use serde::Deserialize;
 /// The configuration could not be loaded or is invalid. Permanent: fix the file or the flag.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         #[source]

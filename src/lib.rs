@@ -36,6 +36,7 @@ pub mod lsn;
 pub mod metrics;
 pub mod pipeline;
 pub mod query;
+pub mod report;
 pub mod sink;
 pub mod slot_watch;
 pub mod snapshot;

@@ -103,7 +103,7 @@ impl SlotWatch {
             }
             Err(err) => {
                 self.client = None;
-                tracing::warn!(slot = %self.slot, error = %err, "cannot sample the slot's retained WAL; retrying");
+                tracing::warn!(slot = %self.slot, error = %crate::report::Chain(&err), "cannot sample the slot's retained WAL; retrying");
                 Ok(None)
             }
         }

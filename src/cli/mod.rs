@@ -210,13 +210,5 @@ pub fn init_logging(level: &str) {
 
 /// The error and its causes on one line: `what failed: because: because`.
 pub fn error_chain(err: &anyhow::Error) -> String {
-    let mut out = err.to_string();
-    for cause in err.chain().skip(1) {
-        let cause = cause.to_string();
-        if !out.contains(&cause) {
-            out.push_str(": ");
-            out.push_str(&cause);
-        }
-    }
-    out
+    crate::report::chain(err.as_ref())
 }

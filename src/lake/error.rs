@@ -73,7 +73,7 @@ impl LakeError {
 impl From<LakeError> for SinkError {
     fn from(err: LakeError) -> Self {
         SinkError {
-            message: err.to_string(),
+            message: "writing to the lake failed".into(),
             transient: err.is_transient(),
             source: Some(Box::new(err)),
         }

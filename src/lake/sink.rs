@@ -445,7 +445,9 @@ impl LakeSink {
                 t.lake.set_delta(table);
                 self.stats.optimizations += 1;
             }
-            Err(e) => tracing::warn!(table = %t.lake.name(), error = %e, "compaction failed"),
+            Err(e) => {
+                tracing::warn!(table = %t.lake.name(), error = %crate::report::Chain(&e), "compaction failed")
+            }
         }
     }
 

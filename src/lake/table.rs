@@ -298,7 +298,7 @@ impl LakeTable {
                         return Err(e);
                     }
                     tracing::warn!(
-                        table = %self.spec.name, attempt, error = %e,
+                        table = %self.spec.name, attempt, error = %crate::report::Chain(&e),
                         "delta commit failed: retrying"
                     );
                     tokio::time::sleep(delay).await;

@@ -125,7 +125,7 @@ pub enum PipelineError {
     },
     #[error(transparent)]
     Capture(#[from] CaptureError),
-    #[error("the sink failed: {0}")]
+    #[error("the sink failed")]
     Sink(#[source] SinkError),
     #[error("the server ended the replication stream unexpectedly: restart to resume")]
     StreamEnded,

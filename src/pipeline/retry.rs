@@ -89,7 +89,7 @@ pub async fn run_resilient_with<C: Connector, S: Sink + 'static>(
             return Err(err);
         }
         tracing::warn!(
-            error = %err,
+            error = %crate::report::Chain(&err),
             attempt = failures,
             retry_in_ms = backoff.as_millis() as u64,
             "transient failure: reconnecting"

@@ -8,6 +8,7 @@
 //!  watch(poll) ─► pass(Unloaded) at start, then again every poll (tables added later)
 //! ```
 
+use crate::report::Chain;
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -121,7 +122,7 @@ impl Loader {
                 Err(e) if once => return Err(e),
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, "historical load failed; retrying at the next poll");
+                    tracing::error!(error = %Chain(&e), "historical load failed; retrying at the next poll");
                     self.opts.metrics.error("snapshot", true);
                 }
             }
@@ -173,7 +174,7 @@ impl Loader {
                     })
                     .collect();
                 if let Err(log_err) = self.log.record_loads(&failed).await {
-                    tracing::warn!(error = %log_err, "could not record the failed load");
+                    tracing::warn!(error = %Chain(&log_err), "could not record the failed load");
                 }
                 return Err(e);
             }

@@ -54,7 +54,7 @@ pub enum SnapshotError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Lake(#[from] LakeError),
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Sql {
         context: &'static str,
         #[source]
@@ -70,14 +70,14 @@ pub enum SnapshotError {
          {publication} ADD TABLE {table}, or drop it from --tables"
     )]
     NotPublished { table: String, publication: String },
-    #[error("snapshot of {table}, chunk {chunk}: {source}")]
+    #[error("snapshot of {table}, chunk {chunk}")]
     Copy {
         table: String,
         chunk: u32,
         #[source]
         source: copy_text::CopyTextError,
     },
-    #[error("snapshot of {table}, chunk {chunk}: {source}")]
+    #[error("snapshot of {table}, chunk {chunk}")]
     CopyBinary {
         table: String,
         chunk: u32,
@@ -86,7 +86,7 @@ pub enum SnapshotError {
     },
     #[error(transparent)]
     Schema(#[from] SchemaError),
-    #[error("arrow: {0}")]
+    #[error("cannot build the Arrow data of a snapshot chunk")]
     Arrow(#[source] arrow_schema::ArrowError),
     #[error(
         "the snapshot log in the lake has an unexpected column `{column}`: was _walaudit/ \

@@ -13,6 +13,8 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
+use tokio_postgres::error::SqlState;
+
 use super::params::SslMode;
 
 /// An `ErrorResponse` (or `NoticeResponse`) from the server, with the fields we use.
@@ -31,10 +33,24 @@ impl ServerError {
     /// Errors worth a reconnect: connection exceptions, server shutdown or start-up, too many
     /// connections, an object (slot) still in use, serialization failures.
     pub fn is_transient(&self) -> bool {
-        let code = self.code.as_str();
-        code.starts_with("08")
-            || code.starts_with("57P")
-            || matches!(code, "53300" | "55006" | "40001" | "40P01" | "57014")
+        let state = self.state();
+        // Classes 08 (connection exception) and 57P (operator intervention: shutdown,
+        // crash, cannot connect now) as a whole.
+        self.code.starts_with("08")
+            || self.code.starts_with("57P")
+            || [
+                SqlState::TOO_MANY_CONNECTIONS,
+                SqlState::OBJECT_IN_USE,
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::QUERY_CANCELED,
+            ]
+            .contains(&state)
+    }
+
+    /// The SQLSTATE, for matching against [`SqlState`]'s constants.
+    pub fn state(&self) -> SqlState {
+        SqlState::from_code(&self.code)
     }
 }
 
@@ -408,38 +424,46 @@ pub(crate) struct ErrorContext<'a> {
 pub(crate) fn map_server_error(server: ServerError, ctx: &ErrorContext<'_>) -> SourceError {
     let user = ctx.user.to_owned();
     let command = ctx.command.to_owned();
-    let code = server.code.clone();
+    let state = server.state();
+    let invalidated = slot_invalidated(&server);
     let server = Box::new(server);
-    match (code.as_str(), ctx.slot) {
-        ("28P01", _) => SourceError::AuthFailed { user, server },
-        ("28000", _) => SourceError::AuthRejected {
+    let slot = ctx.slot.map(str::to_owned);
+    if state == SqlState::INVALID_PASSWORD {
+        SourceError::AuthFailed { user, server }
+    } else if state == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+        SourceError::AuthRejected {
             user,
             database: ctx.database.to_owned(),
             server,
-        },
-        ("3D000", _) => SourceError::DatabaseMissing {
+        }
+    } else if state == SqlState::INVALID_CATALOG_NAME {
+        SourceError::DatabaseMissing {
             database: ctx.database.to_owned(),
             server,
-        },
-        ("42704", _) if ctx.streaming => SourceError::PublicationGone { server },
-        ("42704", Some(slot)) => SourceError::SlotMissing {
-            slot: slot.to_owned(),
-        },
-        ("42710", Some(slot)) => SourceError::SlotExists {
-            slot: slot.to_owned(),
-        },
-        (_, Some(slot)) if slot_invalidated(&server) => SourceError::SlotLost {
-            slot: slot.to_owned(),
+        }
+    } else if state == SqlState::UNDEFINED_OBJECT && ctx.streaming {
+        SourceError::PublicationGone { server }
+    } else if let (true, Some(slot)) = (state == SqlState::UNDEFINED_OBJECT, &slot) {
+        SourceError::SlotMissing { slot: slot.clone() }
+    } else if let (true, Some(slot)) = (state == SqlState::DUPLICATE_OBJECT, &slot) {
+        SourceError::SlotExists { slot: slot.clone() }
+    } else if let (true, Some(slot)) = (invalidated, &slot) {
+        SourceError::SlotLost {
+            slot: slot.clone(),
             confirmed: None,
             server: Some(server),
-        },
-        ("55006", Some(slot)) => SourceError::SlotInUse {
-            slot: slot.to_owned(),
+        }
+    } else if let (true, Some(slot)) = (state == SqlState::OBJECT_IN_USE, &slot) {
+        SourceError::SlotInUse {
+            slot: slot.clone(),
             server: Some(server),
-        },
-        ("55000", _) => SourceError::NotReady { command, server },
-        ("53400", _) => SourceError::LimitReached { command, server },
-        ("42501", _) => SourceError::InsufficientPrivilege {
+        }
+    } else if state == SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE {
+        SourceError::NotReady { command, server }
+    } else if state == SqlState::CONFIGURATION_LIMIT_EXCEEDED {
+        SourceError::LimitReached { command, server }
+    } else if state == SqlState::INSUFFICIENT_PRIVILEGE {
+        SourceError::InsufficientPrivilege {
             hint: if ctx.replication {
                 format!(
                     "run ALTER ROLE {} REPLICATION; (or use a role that has it)",
@@ -451,8 +475,9 @@ pub(crate) fn map_server_error(server: ServerError, ctx: &ErrorContext<'_>) -> S
             user,
             command,
             server: Some(server),
-        },
-        _ => SourceError::Server { command, server },
+        }
+    } else {
+        SourceError::Server { command, server }
     }
 }
 
@@ -461,12 +486,14 @@ pub(crate) fn map_server_error(server: ServerError, ctx: &ErrorContext<'_>) -> S
 /// WAL segment ... has already been removed", 58P01).
 fn slot_invalidated(server: &ServerError) -> bool {
     let detail = server.detail.as_deref().unwrap_or_default();
-    (server.code == "55000"
+    let state = server.state();
+    (state == SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE
         && (server
             .message
             .contains("can no longer get changes from replication slot")
             || detail.contains("has been invalidated")))
-        || (server.code == "58P01" && server.message.contains("has already been removed"))
+        || (state == SqlState::UNDEFINED_FILE
+            && server.message.contains("has already been removed"))
 }
 
 /// Maps a `tokio_postgres` error from an ordinary SQL connection.
