@@ -24,6 +24,7 @@
 //! * [`slot_watch`]: the slot's retained WAL and `wal_status` while the engine runs.
 
 pub mod api;
+pub mod backoff;
 pub mod capture;
 pub mod cli;
 pub mod clock;

@@ -37,6 +37,7 @@ use url::Url;
 
 use super::LakeError;
 use crate::Lsn;
+use crate::backoff::Backoff;
 
 /// Table property: commits between checkpoints.
 pub const CHECKPOINT_INTERVAL: &str = "20";
@@ -272,7 +273,7 @@ impl LakeTable {
         writer: Option<WriterProperties>,
         landed: Landed<'_>,
     ) -> Result<(), LakeError> {
-        let mut delay = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let mut attempt = 1;
         loop {
             let props = CommitProperties::default().with_application_transactions(txns.clone());
@@ -301,8 +302,7 @@ impl LakeTable {
                         table = %self.spec.name, attempt, error = %crate::report::Chain(&e),
                         "delta commit failed: retrying"
                     );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
+                    tokio::time::sleep(backoff.next_delay()).await;
                     attempt += 1;
                     if self.reload().await.is_ok() && self.landed(&landed).await {
                         self.commits += 1;

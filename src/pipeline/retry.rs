@@ -25,6 +25,7 @@ use super::session::{Connected, Connector};
 use super::sink_loop::sink_loop;
 use super::{PipelineError, PipelineOptions, RunSummary, SINK_QUEUE_CHUNKS, SlotMode};
 use crate::Lsn;
+use crate::backoff::Backoff;
 use crate::capture::{Assembler, CaptureStats};
 use crate::sink::Sink;
 
@@ -63,13 +64,14 @@ pub async fn run_resilient_with<C: Connector, S: Sink + 'static>(
     retry: RetryPolicy,
 ) -> Result<RunSummary, PipelineError> {
     let resumable = !matches!(opts.slot, SlotMode::Temporary { .. });
-    let (mut sink, mut skip, mut failures, mut backoff) =
-        (sink, Lsn::ZERO, 0u32, retry.initial_backoff);
+    let mut backoff = Backoff::new(retry.initial_backoff, retry.max_backoff);
+    let (mut sink, mut skip, mut failures) = (sink, Lsn::ZERO, 0u32);
     loop {
         let attempt = run_once(connector, &opts, sink, &cancel, skip).await;
         if attempt.handed_over > skip {
             // Progress was made: a later failure starts a fresh series of retries.
-            (failures, backoff) = (0, retry.initial_backoff);
+            failures = 0;
+            backoff.reset();
         }
         skip = attempt.handed_over;
         let err = match attempt.result {
@@ -88,17 +90,17 @@ pub async fn run_resilient_with<C: Connector, S: Sink + 'static>(
         if cancel.is_cancelled() || retry.max_attempts.is_some_and(|max| failures >= max) {
             return Err(err);
         }
+        let delay = backoff.next_delay();
         tracing::warn!(
             error = %crate::report::Chain(&err),
             attempt = failures,
-            retry_in_ms = backoff.as_millis() as u64,
+            retry_in_ms = delay.as_millis() as u64,
             "transient failure: reconnecting"
         );
         tokio::select! {
             _ = cancel.cancelled() => return Err(err),
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(delay) => {}
         }
-        backoff = (backoff * 2).min(retry.max_backoff);
         opts.metrics.reconnects.inc();
         sink = returned;
     }

@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 
 use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
 
 use super::conn::{CreatedSlot, ReplicationClient, SnapshotAction};
 use super::error::SourceError;
@@ -207,7 +208,7 @@ pub async fn ensure_publication(
             tracing::info!(publication = name, "created publication");
             Ok(true)
         }
-        Err(e) if e.code().is_some_and(|c| c.code() == "42501") => {
+        Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
             let user = match client.query_one("SELECT current_user::text", &[]).await {
                 Ok(row) => row.get(0),
                 Err(_) => "the source user".to_owned(),
@@ -449,7 +450,7 @@ pub async fn drop_slot(client: &Client, slot: &str) -> Result<bool, SourceError>
         .await
     {
         Ok(rows) => Ok(!rows.is_empty()),
-        Err(e) if e.code().is_some_and(|c| c.code() == "55006") => Err(SourceError::SlotInUse {
+        Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) => Err(SourceError::SlotInUse {
             slot: slot.to_owned(),
             server: e.as_db_error().map(|db| Box::new(db.into())),
         }),
