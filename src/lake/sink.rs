@@ -28,7 +28,7 @@ use arrow_array::RecordBatch;
 use super::durable::DurableTracker;
 use super::engine::{MessageRows, TxnRows};
 use super::evolve::{Diversion, conform, lake_shape};
-use super::storage::LakeLocation;
+use super::storage::{ENGINE_DIR, LakeLocation};
 use super::table::{
     LakeTable, Marker, PROP_KEY_COLUMNS, PROP_REPLICA_IDENTITY, PROP_SOURCE_TABLE, TableSpec,
 };
@@ -596,7 +596,7 @@ pub fn engine_table_spec(
     TableSpec {
         url: lake.engine_table_url(name),
         storage_options: lake.storage_options().clone(),
-        name: format!("_walaudit/{name}"),
+        name: format!("{ENGINE_DIR}/{name}"),
         schema,
         properties: Vec::new(),
         app_id: app_id.to_owned(),

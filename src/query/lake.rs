@@ -21,13 +21,13 @@ use futures_util::{StreamExt, TryStreamExt};
 use super::QueryError;
 use crate::lake::schema::METADATA_COLUMNS;
 
-/// The folder of the engine's own tables.
-pub const ENGINE_SCHEMA: &str = "_walaudit";
-/// Delta property: `schema.table` of the source table a change table captures.
-pub const SOURCE_TABLE_KEY: &str = "walaudit.sourceTable";
+/// The folder of the engine's own tables (its SQL schema).
+pub use crate::lake::storage::ENGINE_DIR as ENGINE_SCHEMA;
 /// Delta property: JSON array of the key column names, in key order.
-pub const KEY_COLUMNS_KEY: &str = "walaudit.keyColumns";
+pub use crate::lake::table::PROP_KEY_COLUMNS as KEY_COLUMNS_KEY;
 use crate::lake::table::PROP_REPLICA_IDENTITY as REPLICA_IDENTITY_KEY;
+/// Delta property: `schema.table` of the source table a change table captures.
+pub use crate::lake::table::PROP_SOURCE_TABLE as SOURCE_TABLE_KEY;
 /// Tables opened at once while discovering (each open reads the table's log).
 const OPEN_CONCURRENCY: usize = 16;
 
