@@ -31,6 +31,7 @@ pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod demo;
+pub mod doctor;
 pub mod engine;
 pub mod lake;
 pub mod lsn;

@@ -19,6 +19,7 @@ pub mod assembler;
 pub mod buffer;
 pub mod change;
 pub mod context;
+pub mod json;
 pub mod relations;
 pub mod rows;
 pub mod spill;

@@ -12,14 +12,8 @@ use std::sync::Arc;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use crate::capture::AssemblerConfig;
 use crate::config::{Config, SnapshotMode};
-use crate::engine::{DEFAULT_GRACE, Engine, EngineHandle, EngineOptions, EngineOutcome};
-use crate::lake::LakeSinkOptions;
-use crate::metrics::Metrics;
-use crate::pipeline::{PipelineOptions, SlotMode};
-use crate::snapshot::progress::Display;
-use crate::source::ConnParams;
+use crate::engine::{Engine, EngineHandle, EngineOptions, EngineOutcome};
 
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {
@@ -70,44 +64,8 @@ impl Run {
         if let Some(mode) = args.snapshot {
             config.snapshot.mode = mode;
         }
-        let source = ConnParams::parse(config.source_url()?)?;
-        let slot = config.source.slot.clone();
-        let mut lake = LakeSinkOptions::new(&config.lake, &slot)?;
-        let pipeline = PipelineOptions {
-            source,
-            slot: SlotMode::Permanent {
-                name: slot,
-                create: config.source.create_slot,
-            },
-            publication: config.source.publication.clone(),
-            create_publication: config.source.create_publication,
-            publication_tables: config.source.publication_tables.clone(),
-            status_interval: config.source.status_interval,
-            assembler: AssemblerConfig::new(&config.capture, &config.source.context_prefix),
-            drain: args.drain,
-            metrics: Arc::new(Metrics::new()),
-            streaming: None,
-        };
-        lake.metrics = Arc::clone(&pipeline.metrics);
-        let snapshot = match config.snapshot.mode {
-            SnapshotMode::Never => None,
-            SnapshotMode::Initial | SnapshotMode::Only => {
-                let (setup, mut load) = super::snapshot::load_options(&config, Display::Logs)?;
-                load.metrics = Arc::clone(&pipeline.metrics);
-                Some((setup, load))
-            }
-        };
         Ok(Run {
-            options: EngineOptions {
-                pipeline,
-                lake,
-                listen: args.listen,
-                retained_wal_warn: config.source.retained_wal_warn,
-                snapshot,
-                snapshot_mode: config.snapshot.mode,
-                poll: config.snapshot.poll_interval,
-                grace: DEFAULT_GRACE,
-            },
+            options: EngineOptions::from_config(&config, args.drain, args.listen)?,
         })
     }
 

@@ -5,20 +5,17 @@
 //! while `walaudit run` streams). The publication and the slot are made sure of first, so the
 //! streamed changes continue exactly where the snapshot's rows end.
 
-use std::fmt::Write as _;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::lake::LakeLocation;
-use crate::metrics::Metrics;
 use crate::snapshot::load::normalize_tables;
+pub use crate::snapshot::options_from_config as load_options;
 use crate::snapshot::progress::Display;
-use crate::snapshot::{LoadOptions, LoadRecord, Loader, SourceSetup, Targets, ensure_source};
-use crate::source::ConnParams;
+pub use crate::snapshot::record::render_records as render;
+use crate::snapshot::{LoadOptions, Loader, SourceSetup, Targets, ensure_source};
 
 #[derive(Clone, Debug, Args)]
 pub struct SnapshotArgs {
@@ -88,72 +85,4 @@ impl SnapshotCommand {
             ExitCode::SUCCESS
         })
     }
-}
-
-/// Source setup and load options from the configuration.
-pub fn load_options(
-    config: &Config,
-    display: Display,
-) -> anyhow::Result<(SourceSetup, LoadOptions)> {
-    let source = ConnParams::parse(config.source_url()?)?;
-    let setup = SourceSetup {
-        source: source.clone(),
-        publication: config.source.publication.clone(),
-        create_publication: config.source.create_publication,
-        publication_tables: config.source.publication_tables.clone(),
-        slot: config.source.slot.clone(),
-        create_slot: config.source.create_slot,
-    };
-    let load = LoadOptions {
-        source,
-        publication: config.source.publication.clone(),
-        slot: config.source.slot.clone(),
-        lake: LakeLocation::new(&config.lake.url, &config.lake.s3)?,
-        workers: config.snapshot.workers,
-        chunk_rows: config.snapshot.chunk_rows,
-        copy_format: config.snapshot.copy_format,
-        commit_attempts: config.lake.commit_attempts,
-        metrics: Arc::new(Metrics::new()),
-        display,
-    };
-    Ok((setup, load))
-}
-
-/// The audit records as a text table.
-pub fn render(records: &[LoadRecord]) -> String {
-    let mut out = String::new();
-    if records.is_empty() {
-        return out;
-    }
-    let width = records
-        .iter()
-        .map(|r| r.table.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    let _ = writeln!(
-        out,
-        "{:width$}  {:<11}  {:>12}  {:>12}  {:>7}  {:>7}  {:>10}  error",
-        "table", "status", "source rows", "rows written", "chunks", "resumed", "duration"
-    );
-    for r in records {
-        let duration = r.duration_ms.map_or_else(
-            || "-".to_owned(),
-            |ms| format!("{:.1}s", ms as f64 / 1000.0),
-        );
-        let _ = writeln!(
-            out,
-            "{:width$}  {:<11}  {:>12}  {:>12}  {:>7}  {:>7}  {:>10}  {}",
-            r.table,
-            r.status,
-            r.source_rows
-                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
-            r.rows_written,
-            r.chunks,
-            r.chunks_skipped,
-            duration,
-            r.error.as_deref().unwrap_or("")
-        );
-    }
-    out
 }

@@ -37,16 +37,19 @@ pub use status::EngineStatus;
 pub use tasks::Tasks;
 
 use crate::api::{self, ApiState, ListenError};
-use crate::config::SnapshotMode;
+use crate::capture::AssemblerConfig;
+use crate::config::{Config, ConfigError, SnapshotMode};
 use crate::lake::{LakeError, LakeSink, LakeSinkOptions};
-use crate::metrics::SharedMetrics;
-use crate::pipeline::{self, PipelineError, PipelineOptions, RetryPolicy, RunSummary};
+use crate::metrics::{Metrics, SharedMetrics};
+use crate::pipeline::{self, PipelineError, PipelineOptions, RetryPolicy, RunSummary, SlotMode};
 use crate::slot_watch::SlotWatch;
 use crate::snapshot::load::stream_started;
+use crate::snapshot::options_from_config;
+use crate::snapshot::progress::Display;
 use crate::snapshot::{
     LoadOptions, LoadSummary, Loader, SnapshotError, SourceSetup, ensure_source,
 };
-use crate::source::SourceError;
+use crate::source::{ConnParams, SourceError};
 
 /// How long shutdown waits for the tasks before aborting them (the pipeline's own flush
 /// deadline, [`pipeline::SHUTDOWN_GRACE`], plus time to stop the rest).
@@ -69,9 +72,59 @@ pub struct EngineOptions {
     pub grace: Duration,
 }
 
+impl EngineOptions {
+    /// The options of `walaudit run` from the configuration (`snapshot.mode` as configured);
+    /// a fresh metrics registry shared by every stage.
+    pub fn from_config(
+        config: &Config,
+        drain: bool,
+        listen: SocketAddr,
+    ) -> Result<EngineOptions, EngineError> {
+        let source = ConnParams::parse(config.source_url()?)?;
+        let slot = config.source.slot.clone();
+        let mut lake = LakeSinkOptions::new(&config.lake, &slot)?;
+        let pipeline = PipelineOptions {
+            source,
+            slot: SlotMode::Permanent {
+                name: slot,
+                create: config.source.create_slot,
+            },
+            publication: config.source.publication.clone(),
+            create_publication: config.source.create_publication,
+            publication_tables: config.source.publication_tables.clone(),
+            status_interval: config.source.status_interval,
+            assembler: AssemblerConfig::new(&config.capture, &config.source.context_prefix),
+            drain,
+            metrics: Arc::new(Metrics::new()),
+            streaming: None,
+        };
+        lake.metrics = Arc::clone(&pipeline.metrics);
+        let snapshot = match config.snapshot.mode {
+            SnapshotMode::Never => None,
+            SnapshotMode::Initial | SnapshotMode::Only => {
+                let (setup, mut load) = options_from_config(config, Display::Logs)?;
+                load.metrics = Arc::clone(&pipeline.metrics);
+                Some((setup, load))
+            }
+        };
+        Ok(EngineOptions {
+            pipeline,
+            lake,
+            listen,
+            retained_wal_warn: config.source.retained_wal_warn,
+            snapshot,
+            snapshot_mode: config.snapshot.mode,
+            poll: config.snapshot.poll_interval,
+            grace: DEFAULT_GRACE,
+        })
+    }
+}
+
 /// The engine stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Listen(#[from] ListenError),
     #[error(transparent)]

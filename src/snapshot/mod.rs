@@ -54,6 +54,8 @@ pub enum SnapshotError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Lake(#[from] LakeError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("{context}")]
     Sql {
         context: &'static str,
@@ -109,6 +111,35 @@ impl SnapshotError {
     pub fn arrow(source: arrow_schema::ArrowError) -> Self {
         SnapshotError::Arrow(source)
     }
+}
+
+/// Source setup and load options from the configuration.
+pub fn options_from_config(
+    config: &crate::config::Config,
+    display: progress::Display,
+) -> Result<(SourceSetup, LoadOptions), SnapshotError> {
+    let source = crate::source::ConnParams::parse(config.source_url()?)?;
+    let setup = SourceSetup {
+        source: source.clone(),
+        publication: config.source.publication.clone(),
+        create_publication: config.source.create_publication,
+        publication_tables: config.source.publication_tables.clone(),
+        slot: config.source.slot.clone(),
+        create_slot: config.source.create_slot,
+    };
+    let load = LoadOptions {
+        source,
+        publication: config.source.publication.clone(),
+        slot: config.source.slot.clone(),
+        lake: crate::lake::LakeLocation::new(&config.lake.url, &config.lake.s3)?,
+        workers: config.snapshot.workers,
+        chunk_rows: config.snapshot.chunk_rows,
+        copy_format: config.snapshot.copy_format,
+        commit_attempts: config.lake.commit_attempts,
+        metrics: std::sync::Arc::new(crate::metrics::Metrics::new()),
+        display,
+    };
+    Ok((setup, load))
 }
 
 /// What must exist on the source before a load: the publication and the engine's slot.

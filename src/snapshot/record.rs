@@ -11,6 +11,7 @@
 //! crash between the two commits cannot lose or double a chunk.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
@@ -483,4 +484,43 @@ mod tests {
         let planned = log.planned_chunks("l1", "public.t").await.unwrap();
         assert_eq!(planned, vec![chunk(0, "x").chunk, chunk(1, "x").chunk]);
     }
+}
+
+/// The audit records as a text table.
+pub fn render_records(records: &[LoadRecord]) -> String {
+    let mut out = String::new();
+    if records.is_empty() {
+        return out;
+    }
+    let width = records
+        .iter()
+        .map(|r| r.table.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let _ = writeln!(
+        out,
+        "{:width$}  {:<11}  {:>12}  {:>12}  {:>7}  {:>7}  {:>10}  error",
+        "table", "status", "source rows", "rows written", "chunks", "resumed", "duration"
+    );
+    for r in records {
+        let duration = r.duration_ms.map_or_else(
+            || "-".to_owned(),
+            |ms| format!("{:.1}s", ms as f64 / 1000.0),
+        );
+        let _ = writeln!(
+            out,
+            "{:width$}  {:<11}  {:>12}  {:>12}  {:>7}  {:>7}  {:>10}  {}",
+            r.table,
+            r.status,
+            r.source_rows
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            r.rows_written,
+            r.chunks,
+            r.chunks_skipped,
+            duration,
+            r.error.as_deref().unwrap_or("")
+        );
+    }
+    out
 }
