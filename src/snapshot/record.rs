@@ -431,6 +431,45 @@ fn chunks_from_batch(batch: &RecordBatch) -> Result<Vec<ChunkRecord>, SnapshotEr
         .collect()
 }
 
+/// The audit records as a text table.
+pub fn render_records(records: &[LoadRecord]) -> String {
+    let mut out = String::new();
+    if records.is_empty() {
+        return out;
+    }
+    let width = records
+        .iter()
+        .map(|r| r.table.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let _ = writeln!(
+        out,
+        "{:width$}  {:<11}  {:>12}  {:>12}  {:>7}  {:>7}  {:>10}  error",
+        "table", "status", "source rows", "rows written", "chunks", "resumed", "duration"
+    );
+    for r in records {
+        let duration = r.duration_ms.map_or_else(
+            || "-".to_owned(),
+            |ms| format!("{:.1}s", ms as f64 / 1000.0),
+        );
+        let _ = writeln!(
+            out,
+            "{:width$}  {:<11}  {:>12}  {:>12}  {:>7}  {:>7}  {:>10}  {}",
+            r.table,
+            r.status,
+            r.source_rows
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            r.rows_written,
+            r.chunks,
+            r.chunks_skipped,
+            duration,
+            r.error.as_deref().unwrap_or("")
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,43 +523,4 @@ mod tests {
         let planned = log.planned_chunks("l1", "public.t").await.unwrap();
         assert_eq!(planned, vec![chunk(0, "x").chunk, chunk(1, "x").chunk]);
     }
-}
-
-/// The audit records as a text table.
-pub fn render_records(records: &[LoadRecord]) -> String {
-    let mut out = String::new();
-    if records.is_empty() {
-        return out;
-    }
-    let width = records
-        .iter()
-        .map(|r| r.table.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    let _ = writeln!(
-        out,
-        "{:width$}  {:<11}  {:>12}  {:>12}  {:>7}  {:>7}  {:>10}  error",
-        "table", "status", "source rows", "rows written", "chunks", "resumed", "duration"
-    );
-    for r in records {
-        let duration = r.duration_ms.map_or_else(
-            || "-".to_owned(),
-            |ms| format!("{:.1}s", ms as f64 / 1000.0),
-        );
-        let _ = writeln!(
-            out,
-            "{:width$}  {:<11}  {:>12}  {:>12}  {:>7}  {:>7}  {:>10}  {}",
-            r.table,
-            r.status,
-            r.source_rows
-                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
-            r.rows_written,
-            r.chunks,
-            r.chunks_skipped,
-            duration,
-            r.error.as_deref().unwrap_or("")
-        );
-    }
-    out
 }
