@@ -355,7 +355,7 @@ async fn lake_check(config: &LakeConfig) -> CheckResult {
         Err(err) => CheckResult {
             check: "lake",
             status: Status::Fail,
-            detail: crate::cli::error_chain(&anyhow::Error::new(err)),
+            detail: crate::report::chain(&err),
             fix: None,
         },
     }

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     match try_main(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", walaudit::cli::error_chain(&err));
+            eprintln!("error: {}", walaudit::report::chain(err.as_ref()));
             ExitCode::FAILURE
         }
     }

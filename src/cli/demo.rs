@@ -13,30 +13,23 @@
 //! own: one left by an earlier demo is replaced, anything else there is refused.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use deltalake::arrow::util::pretty::pretty_format_batches;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::run::{Run, RunArgs};
 use crate::config::{Config, parse_duration};
 use crate::demo::cluster::DemoCluster;
-use crate::demo::workload::{self, OpMix, WorkloadOptions, WorkloadStats};
+use crate::demo::session::{
+    DEMO_DB, catch_up, prepare_lake, print_queries, setup_source, sleep_or_forever, wait_streaming,
+};
+use crate::demo::workload::{self, OpMix, WorkloadOptions};
 use crate::engine::EngineStatus;
-use crate::metrics::SharedMetrics;
-use crate::query::{LakeOptions, LakeQuery};
 use crate::source::ConnParams;
-
-/// Marks a lake directory as made by `walaudit demo` (so that a later demo may replace it).
-const DEMO_MARKER: &str = ".walaudit-demo";
-const DEMO_DB: &str = "shop";
-const STREAMING_DEADLINE: Duration = Duration::from_secs(60);
-const CATCH_UP_DEADLINE: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, Args)]
 pub struct DemoArgs {
@@ -123,7 +116,7 @@ impl Demo {
         let mut status = engine.status();
         if let Err(err) = wait_streaming(&mut status).await {
             let _ = engine.shutdown_and_wait().await;
-            return Err(err);
+            return Err(err.into());
         }
         let engine = tokio::spawn(engine.wait());
         println!(
@@ -181,142 +174,4 @@ impl Demo {
         print_queries(&self.args.lake, &params).await?;
         Ok(ExitCode::SUCCESS)
     }
-}
-
-/// Make `lake` an empty directory marked as the demo's: replace an earlier demo's lake, refuse
-/// to touch anything else.
-fn prepare_lake(lake: &Path) -> anyhow::Result<()> {
-    if lake.exists() {
-        let empty = lake.is_dir() && std::fs::read_dir(lake)?.next().is_none();
-        if !empty && !lake.join(DEMO_MARKER).is_file() {
-            bail!(
-                "{} exists and was not made by walaudit demo: remove it or choose another \
-                 directory with --lake",
-                lake.display()
-            );
-        }
-        std::fs::remove_dir_all(lake)
-            .with_context(|| format!("cannot remove the earlier demo lake {}", lake.display()))?;
-    }
-    std::fs::create_dir_all(lake)
-        .with_context(|| format!("cannot create the demo lake {}", lake.display()))?;
-    std::fs::write(
-        lake.join(DEMO_MARKER),
-        "made by walaudit demo; replaced by the next one\n",
-    )
-    .with_context(|| format!("cannot write to the demo lake {}", lake.display()))?;
-    Ok(())
-}
-
-/// Database, shop schema, publication and slot, before any row is written.
-async fn setup_source(cluster: &DemoCluster) -> anyhow::Result<()> {
-    let admin = ConnParams::parse(&cluster.url("postgres"))?
-        .connect_sql()
-        .await?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {DEMO_DB}"))
-        .await
-        .context("cannot create the demo database")?;
-    let shop = ConnParams::parse(&cluster.url(DEMO_DB))?
-        .connect_sql()
-        .await?;
-    workload::create_schema(&shop).await?;
-    shop.batch_execute("CREATE PUBLICATION walaudit FOR ALL TABLES")
-        .await
-        .context("cannot create the demo publication")?;
-    shop.batch_execute("SELECT pg_create_logical_replication_slot('walaudit', 'pgoutput')")
-        .await
-        .context("cannot create the demo slot")?;
-    Ok(())
-}
-
-/// Waits until the engine streams; an engine that stops first is an error.
-async fn wait_streaming(status: &mut watch::Receiver<EngineStatus>) -> anyhow::Result<()> {
-    let reached = tokio::time::timeout(
-        STREAMING_DEADLINE,
-        status.wait_for(|s| *s == EngineStatus::Streaming || s.is_final()),
-    )
-    .await;
-    match reached {
-        Err(_) => bail!("the engine did not start streaming within {STREAMING_DEADLINE:?}"),
-        Ok(Err(_)) => bail!("the engine stopped before it started streaming"),
-        Ok(Ok(s)) => match &*s {
-            EngineStatus::Streaming => Ok(()),
-            other => bail!("the engine stopped before it started streaming: {other}"),
-        },
-    }
-}
-
-async fn sleep_or_forever(duration: Option<Duration>) {
-    match duration {
-        Some(duration) => tokio::time::sleep(duration).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Wait until the engine has received every workload transaction (and the seed one).
-async fn catch_up(metrics: &SharedMetrics, stats: &WorkloadStats) {
-    let want = stats.transactions + 1;
-    let started = Instant::now();
-    while metrics.transactions.get() < want {
-        if started.elapsed() > CATCH_UP_DEADLINE {
-            tracing::warn!(
-                received = metrics.transactions.get(),
-                committed = want,
-                "the engine did not catch up with the workload; the lake holds what it received"
-            );
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The sample audit queries, each with its result.
-const QUERIES: [(&str, &str); 4] = [
-    (
-        "Who changed what: transactions and row changes per actor",
-        "SELECT _actor AS actor, count(*) AS transactions, sum(change_count) AS changes \
-         FROM _walaudit.transactions GROUP BY _actor ORDER BY changes DESC, actor",
-    ),
-    (
-        "Changes to orders by actor and operation (c insert, u update, d delete)",
-        "SELECT _actor AS actor, _op AS op, count(*) AS changes FROM public.orders \
-         GROUP BY _actor, _op ORDER BY actor, op",
-    ),
-    (
-        "The history of the most changed order",
-        "SELECT pg_lsn(_lsn) AS lsn, _commit_ts AS committed, _op AS op, _actor AS actor, \
-         status, total FROM public.orders WHERE id = (SELECT id FROM public.orders \
-         GROUP BY id ORDER BY count(*) DESC, id LIMIT 1) ORDER BY _lsn, _seq",
-    ),
-    (
-        "Current state (current.public.orders): orders by status",
-        "SELECT status, count(*) AS orders, sum(total) AS total FROM current.public.orders \
-         GROUP BY status ORDER BY status",
-    ),
-];
-
-async fn print_queries(lake: &Path, source: &ConnParams) -> anyhow::Result<()> {
-    let session = LakeQuery::open(&lake.display().to_string(), LakeOptions::default()).await?;
-    for (title, sql) in QUERIES {
-        let batches = session.collect(sql).await?;
-        println!(
-            "\n-- {title}\nwalaudit query --lake {} \"{sql}\"",
-            lake.display()
-        );
-        println!("{}", pretty_format_batches(&batches)?);
-    }
-    let client = source.connect_sql().await?;
-    let source_orders: i64 = client
-        .query_one("SELECT count(*) FROM orders", &[])
-        .await?
-        .get(0);
-    let lake_orders = session
-        .collect("SELECT count(*) FROM current.public.orders")
-        .await?;
-    println!(
-        "\n-- Orders in the source: {source_orders}; in the lake's current view:\n{}",
-        pretty_format_batches(&lake_orders)?
-    );
-    Ok(())
 }

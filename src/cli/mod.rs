@@ -187,28 +187,4 @@ fn spawn_signal_handler(cancel: CancellationToken) {
     });
 }
 
-/// Log to stderr with the given filter; `RUST_LOG` wins when set. delta-rs logs every commit
-/// at info (and an expected "no files in log segment" error per table it creates): it is held
-/// to warnings unless the filter names it.
-pub fn init_logging(level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let level = match level.contains("delta") || level.contains("kernel") {
-        true => level.to_owned(),
-        false => format!("{level},deltalake_core=warn,buoyant_kernel=off,delta_kernel=off"),
-    };
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: piped logs stay greppable.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
-}
-
-/// The error and its causes on one line: `what failed: because: because`.
-pub fn error_chain(err: &anyhow::Error) -> String {
-    crate::report::chain(err.as_ref())
-}
+pub use crate::report::init_logging;

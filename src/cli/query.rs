@@ -17,9 +17,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use crate::query::{
-    DEFAULT_MEMORY_LIMIT, LakeOptions, LakeQuery, OutputFormat, QueryError, ResultWriter,
-};
+use crate::query::{DEFAULT_MEMORY_LIMIT, LakeOptions, LakeQuery, OutputFormat, QueryError};
 
 #[derive(Clone, Debug, Args)]
 pub struct QueryArgs {
@@ -137,25 +135,9 @@ impl Query {
             )),
             None => Box::new(BufWriter::new(std::io::stdout())),
         };
-        let format = OutputFormat::from(self.args.format);
-        // The writer needs the result's schema, which the first batch (or the end) brings.
-        let mut out = Some(out);
-        let mut writer: Option<ResultWriter> = None;
-        let schema = session
-            .sql(&self.args.sql, |batch| {
-                if writer.is_none() {
-                    let sink = out.take().expect("the output is taken once");
-                    writer = Some(ResultWriter::new(format, batch.schema(), sink)?);
-                }
-                writer.as_mut().expect("created above").write(batch)
-            })
+        session
+            .write_result(&self.args.sql, OutputFormat::from(self.args.format), out)
             .await?;
-        let writer = match (writer, out) {
-            (Some(writer), _) => writer,
-            (None, Some(sink)) => ResultWriter::new(format, schema, sink)?,
-            (None, None) => unreachable!("the output is only taken to create the writer"),
-        };
-        writer.finish()?;
         Ok(())
     }
 }

@@ -10,4 +10,5 @@
 //! ```
 
 pub mod cluster;
+pub mod session;
 pub mod workload;

@@ -24,6 +24,7 @@ pub mod batch;
 pub mod durable;
 pub mod evolve;
 pub mod maintenance;
+pub mod options;
 pub mod probe;
 pub mod read_batch;
 pub mod schema;

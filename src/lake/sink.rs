@@ -21,75 +21,24 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow_array::RecordBatch;
 
 use super::durable::DurableTracker;
 use super::engine::{MessageRows, TxnRows};
 use super::evolve::{Diversion, conform, lake_shape};
-use super::storage::{ENGINE_DIR, LakeLocation};
-use super::table::{
-    LakeTable, Marker, PROP_KEY_COLUMNS, PROP_REPLICA_IDENTITY, PROP_SOURCE_TABLE, TableSpec,
-};
+pub use super::options::{LakeSinkOptions, LakeStats};
+use super::table::{LakeTable, Marker};
+pub use super::table::{change_table_spec, engine_table_spec};
 use super::widen::{Widening, widen_for};
-use super::{ChangeBatchBuilder, LakeError, change_schema, messages_schema, transactions_schema};
+use super::{ChangeBatchBuilder, LakeError, messages_schema, transactions_schema};
 use crate::Lsn;
 use crate::capture::{CapturedMessage, Change, TableInfo, TxnMeta};
-use crate::config::LakeConfig;
 use crate::sink::{Sink, SinkError};
 
 /// Prefix of the `_walaudit/messages` rows walaudit writes about schema changes.
 pub const SCHEMA_MESSAGE_PREFIX: &str = "walaudit.schema";
-
-/// How a [`LakeSink`] writes.
-#[derive(Clone, Debug)]
-pub struct LakeSinkOptions {
-    pub lake: LakeLocation,
-    /// The slot: the marker's app id is `walaudit:<slot>`.
-    pub slot: String,
-    pub flush_rows: usize,
-    pub flush_bytes: usize,
-    pub flush_interval: Duration,
-    pub max_memory: usize,
-    pub optimize_every_commits: u64,
-    pub commit_attempts: u32,
-    /// Where commits are counted (the engine's metrics).
-    pub metrics: crate::metrics::SharedMetrics,
-}
-
-impl LakeSinkOptions {
-    pub fn new(config: &LakeConfig, slot: &str) -> Result<Self, LakeError> {
-        Ok(LakeSinkOptions {
-            lake: LakeLocation::new(&config.url, &config.s3)?,
-            slot: slot.to_owned(),
-            flush_rows: config.flush_rows,
-            flush_bytes: usize::try_from(config.flush_bytes).unwrap_or(usize::MAX),
-            flush_interval: config.flush_interval,
-            max_memory: usize::try_from(config.max_memory).unwrap_or(usize::MAX),
-            optimize_every_commits: config.optimize_every_commits,
-            commit_attempts: config.commit_attempts,
-            metrics: Default::default(),
-        })
-    }
-
-    fn app_id(&self) -> String {
-        format!("walaudit:{}", self.slot)
-    }
-}
-
-/// What a [`LakeSink`] did, for summaries and tests.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LakeStats {
-    pub transactions: u64,
-    pub changes: u64,
-    /// Changes skipped because their table already held them (replays).
-    pub skipped_changes: u64,
-    pub commits: u64,
-    /// Columns continued as text after a type change.
-    pub type_diversions: u64,
-    pub optimizations: u64,
-}
 
 /// A table the sink writes to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -583,59 +532,6 @@ impl LakeSink {
         }
         Ok(())
     }
-}
-
-/// How the engine's own table `_walaudit/<name>` is opened (and created).
-pub fn engine_table_spec(
-    lake: &LakeLocation,
-    name: &str,
-    schema: arrow_schema::SchemaRef,
-    app_id: &str,
-    attempts: u32,
-) -> TableSpec {
-    TableSpec {
-        url: lake.engine_table_url(name),
-        storage_options: lake.storage_options().clone(),
-        name: format!("{ENGINE_DIR}/{name}"),
-        schema,
-        properties: Vec::new(),
-        app_id: app_id.to_owned(),
-        attempts,
-    }
-}
-
-/// How the change table of `info` is opened (and created, with its properties).
-pub fn change_table_spec(
-    lake: &LakeLocation,
-    info: &TableInfo,
-    app_id: &str,
-    attempts: u32,
-) -> Result<TableSpec, LakeError> {
-    let keys: Vec<&str> = info
-        .columns
-        .iter()
-        .filter(|c| c.is_key)
-        .map(|c| c.name.as_str())
-        .collect();
-    Ok(TableSpec {
-        url: lake.table_url(&info.schema, &info.name),
-        storage_options: lake.storage_options().clone(),
-        name: info.qualified_name(),
-        schema: change_schema(info)?,
-        properties: vec![
-            (PROP_SOURCE_TABLE.into(), info.qualified_name()),
-            (
-                PROP_KEY_COLUMNS.into(),
-                serde_json::to_string(&keys).unwrap_or_default(),
-            ),
-            (
-                PROP_REPLICA_IDENTITY.into(),
-                info.replica_identity.name().into(),
-            ),
-        ],
-        app_id: app_id.to_owned(),
-        attempts,
-    })
 }
 
 /// A batch builder for `info`'s current shape fitted to the table's Delta schema, after

@@ -36,8 +36,11 @@ use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
 
 use super::LakeError;
+use super::schema::change_schema;
+use super::storage::{ENGINE_DIR, LakeLocation};
 use crate::Lsn;
 use crate::backoff::Backoff;
+use crate::capture::TableInfo;
 
 /// Table property: commits between checkpoints.
 pub const CHECKPOINT_INTERVAL: &str = "20";
@@ -419,6 +422,59 @@ fn lsn_from_i64(v: i64) -> Lsn {
 
 fn chrono_millis() -> Option<i64> {
     Some(crate::clock::unix_millis())
+}
+
+/// How the engine's own table `_walaudit/<name>` is opened (and created).
+pub fn engine_table_spec(
+    lake: &LakeLocation,
+    name: &str,
+    schema: arrow_schema::SchemaRef,
+    app_id: &str,
+    attempts: u32,
+) -> TableSpec {
+    TableSpec {
+        url: lake.engine_table_url(name),
+        storage_options: lake.storage_options().clone(),
+        name: format!("{ENGINE_DIR}/{name}"),
+        schema,
+        properties: Vec::new(),
+        app_id: app_id.to_owned(),
+        attempts,
+    }
+}
+
+/// How the change table of `info` is opened (and created, with its properties).
+pub fn change_table_spec(
+    lake: &LakeLocation,
+    info: &TableInfo,
+    app_id: &str,
+    attempts: u32,
+) -> Result<TableSpec, LakeError> {
+    let keys: Vec<&str> = info
+        .columns
+        .iter()
+        .filter(|c| c.is_key)
+        .map(|c| c.name.as_str())
+        .collect();
+    Ok(TableSpec {
+        url: lake.table_url(&info.schema, &info.name),
+        storage_options: lake.storage_options().clone(),
+        name: info.qualified_name(),
+        schema: change_schema(info)?,
+        properties: vec![
+            (PROP_SOURCE_TABLE.into(), info.qualified_name()),
+            (
+                PROP_KEY_COLUMNS.into(),
+                serde_json::to_string(&keys).unwrap_or_default(),
+            ),
+            (
+                PROP_REPLICA_IDENTITY.into(),
+                info.replica_identity.name().into(),
+            ),
+        ],
+        app_id: app_id.to_owned(),
+        attempts,
+    })
 }
 
 #[cfg(test)]

@@ -237,6 +237,33 @@ impl LakeQuery {
         }
     }
 
+    /// Runs read-only `sql` and writes its result to `out` in `format`, batch by batch (the
+    /// schema comes with the first batch, or the end for an empty result).
+    pub async fn write_result(
+        &self,
+        sql: &str,
+        format: OutputFormat,
+        out: Box<dyn std::io::Write + Send>,
+    ) -> Result<(), QueryError> {
+        let mut out = Some(out);
+        let mut writer: Option<ResultWriter> = None;
+        let schema = self
+            .sql(sql, |batch| {
+                if writer.is_none() {
+                    let sink = out.take().expect("the output is taken once");
+                    writer = Some(ResultWriter::new(format, batch.schema(), sink)?);
+                }
+                writer.as_mut().expect("created above").write(batch)
+            })
+            .await?;
+        let writer = match (writer, out) {
+            (Some(writer), _) => writer,
+            (None, Some(sink)) => ResultWriter::new(format, schema, sink)?,
+            (None, None) => unreachable!("the output is only taken to create the writer"),
+        };
+        writer.finish()
+    }
+
     /// Runs read-only `sql` and returns its whole result.
     pub async fn collect(&self, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
         let mut batches = Vec::new();

@@ -28,13 +28,9 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
-use arrow_array::{
-    Array, ArrayRef, Int64Array, RecordBatch, StringArray, StructArray, TimestampMicrosecondArray,
-    new_null_array,
-};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, StructArray, new_null_array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::row::{OwnedRow, RowConverter, Rows, SortField};
@@ -533,66 +529,6 @@ impl ImageFold {
     }
 }
 
-/// The result of a fold, as batches.
-pub struct Images {
-    entries: Box<dyn Iterator<Item = (OwnedRow, Meta, u64)> + Send>,
-    /// A multiset row with copies left to emit.
-    pending: Option<(OwnedRow, Meta, u64)>,
-    rows: RowConverter,
-    names: Vec<String>,
-    output: SchemaRef,
-    batch_size: usize,
-    /// Held until the last batch is out.
-    _reservation: MemoryReservation,
-}
-
-impl Iterator for Images {
-    type Item = Result<RecordBatch>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let mut chunk: Vec<(OwnedRow, Meta)> = Vec::with_capacity(self.batch_size);
-        while chunk.len() < self.batch_size {
-            let Some((row, meta, count)) = self.pending.take().or_else(|| self.entries.next())
-            else {
-                break;
-            };
-            chunk.push((row.clone(), meta.clone()));
-            if count > 1 {
-                self.pending = Some((row, meta, count - 1));
-            }
-        }
-        if chunk.is_empty() {
-            return None;
-        }
-        Some(self.batch(&chunk))
-    }
-}
-
-impl Images {
-    fn batch(&self, chunk: &[(OwnedRow, Meta)]) -> Result<RecordBatch> {
-        let mut columns = self.rows.convert_rows(chunk.iter().map(|(r, _)| r.row()))?;
-        columns.push(Arc::new(Int64Array::from_iter_values(
-            chunk.iter().map(|(_, m)| m.lsn),
-        )));
-        columns.push(Arc::new(
-            TimestampMicrosecondArray::from_iter(chunk.iter().map(|(_, m)| m.commit_ts))
-                .with_timezone("UTC"),
-        ));
-        columns.push(Arc::new(StringArray::from_iter(
-            chunk.iter().map(|(_, m)| m.actor.as_deref()),
-        )));
-        let mut unavailable = ListBuilder::new(StringBuilder::new());
-        for (_, meta) in chunk {
-            for &c in &meta.unavailable {
-                unavailable.values().append_value(&self.names[c]);
-            }
-            unavailable.append(true);
-        }
-        columns.push(Arc::new(unavailable.finish()));
-        Ok(RecordBatch::try_new(Arc::clone(&self.output), columns)?)
-    }
-}
-
 /// A string column (any string encoding) as `Utf8`.
 fn utf8(array: &ArrayRef) -> Result<StringArray> {
     let utf8 = cast(array, &DataType::Utf8)?;
@@ -615,5 +551,8 @@ fn carried(ty: &DataType) -> bool {
     )
 }
 
+mod emit;
 #[cfg(test)]
 mod tests;
+
+pub use emit::Images;
