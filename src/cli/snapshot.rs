@@ -11,7 +11,7 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::snapshot::load::normalize_tables;
+use crate::snapshot::normalize_tables;
 pub use crate::snapshot::options_from_config as load_options;
 use crate::snapshot::progress::Display;
 pub use crate::snapshot::record::render_records as render;

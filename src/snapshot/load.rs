@@ -585,20 +585,3 @@ fn done_record(w: &mut Work) -> LoadRecord {
     r.recorded_at = now;
     r.clone()
 }
-
-/// Tables named on the command line, as `schema.table` (`public` when no schema is given).
-pub fn normalize_tables(tables: &[String]) -> Vec<String> {
-    tables
-        .iter()
-        .flat_map(|t| t.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            if t.contains('.') {
-                t.to_owned()
-            } else {
-                format!("public.{t}")
-            }
-        })
-        .collect()
-}

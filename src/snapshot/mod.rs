@@ -170,3 +170,20 @@ pub async fn ensure_source(setup: &SourceSetup) -> Result<(), SnapshotError> {
     repl.close().await;
     Ok(())
 }
+
+/// Tables named on the command line, as `schema.table` (`public` when no schema is given).
+pub fn normalize_tables(tables: &[String]) -> Vec<String> {
+    tables
+        .iter()
+        .flat_map(|t| t.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            if t.contains('.') {
+                t.to_owned()
+            } else {
+                format!("public.{t}")
+            }
+        })
+        .collect()
+}
