@@ -348,6 +348,9 @@ impl Orchestrator {
 
         // The historical load runs beside the stream, on its own connections and commits.
         let loads_stop = cancel.child_token();
+        // Fired once the pipeline has ended: its slot exists by then even if the stream was
+        // too short for the status to show `streaming`.
+        let stream_ended = CancellationToken::new();
         let loads = match options.snapshot.take() {
             None => None,
             Some((setup, load)) => {
@@ -373,13 +376,15 @@ impl Orchestrator {
                     // A restart: the stream starts at once; loads (resumed ones, tables added
                     // later) start once it streams, so its slot exists.
                     let mut ready = status.subscribe();
-                    let (stop, poll) = (loads_stop.clone(), options.poll);
+                    let (stop, poll, ended) =
+                        (loads_stop.clone(), options.poll, stream_ended.clone());
                     Some(tasks.spawn("snapshot", async move {
                         let streams = ready.wait_for(|s| {
                             !matches!(s, EngineStatus::Starting | EngineStatus::Loading)
                         });
                         tokio::select! {
                             _ = streams => {}
+                            () = ended.cancelled() => {}
                             () = stop.cancelled() => {
                                 return Ok(LoadSummary {
                                     interrupted: true,
@@ -427,6 +432,7 @@ impl Orchestrator {
             }
         };
         engine_stop.cancel();
+        stream_ended.cancel();
         watcher.abort();
         // With --drain the load finishes too; otherwise it stops with the stream (and resumes
         // at the next start).
