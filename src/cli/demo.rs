@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::run::{Run, RunArgs};
 use crate::config::{Config, parse_duration};
-use crate::demo::cluster::DemoCluster;
+use crate::demo::cluster::{DemoCluster, Server};
 use crate::demo::workload::{self, OpMix, WorkloadOptions, WorkloadStats};
 use crate::metrics::SharedMetrics;
 use crate::query::{LakeOptions, LakeQuery};
@@ -75,9 +75,11 @@ impl Demo {
     }
 
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
+        // Before anything is created: without a server, stop with the command that installs it.
+        let server = Server::find()?;
         prepare_lake(&self.args.lake)?;
         println!("walaudit demo: starting a private PostgreSQL cluster");
-        let cluster = DemoCluster::start().await?;
+        let cluster = DemoCluster::start(server).await?;
         println!(
             "  cluster: {} (binaries {}), deleted when the demo ends",
             cluster.base_dir().display(),
