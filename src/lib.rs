@@ -1,6 +1,7 @@
 //! walaudit: change-data-capture from PostgreSQL into an auditable Delta Lake.
 //!
-//! The crate reads like the data path (see `shared/design/ARCHITECTURE.md`):
+//! The crate reads like the data path (src/README.md, "How it works"; the lake format is the
+//! README's "The lake on storage"):
 //!
 //! ```text
 //!  PostgreSQL ──replication conn──► source ──frames──► decode ──pgoutput msgs──► capture
@@ -14,7 +15,7 @@
 //! * [`capture`]: transaction assembly in commit order, relation cache, TOAST fill, audit
 //!   context, spill of large transactions to disk.
 //! * [`sink`]: the `capture → lake` seam and an in-memory implementation.
-//! * [`lake`]: Arrow row building for change tables (the Delta writer comes on top).
+//! * [`lake`]: Arrow row building for change tables and the Delta writer.
 //! * [`pipeline`]: wires the stages (source → capture → sink) and owns their shutdown.
 //! * [`engine`]: `walaudit run` as a library object: every task under one handle, with a
 //!   typed status.

@@ -1,4 +1,5 @@
-//! Metric names, defined once (STYLE.md §12), and the registry they live in.
+//! Metric names, defined once, and the registry they live in. dashboards/README.md lists
+//! them all (a test in tests/ops/reference.rs keeps it so).
 //!
 //! Names follow Prometheus conventions: `walaudit_<what>_<unit>`, counters end in `_total`,
 //! base units (bytes, seconds). Labels have low cardinality: a table name yes, a key never.

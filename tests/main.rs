@@ -3,7 +3,8 @@
 //!
 //! Run with `cargo test` (all targets) or `cargo test --test main [filter]`. The server
 //! binaries come from `$WALAUDIT_PG_BIN`, `/usr/lib/postgresql/{17,16,15,14}/bin` or
-//! `pg_config --bindir`; a missing server fails the tests with instructions.
+//! `pg_config --bindir`. A missing server (or program) ends the test process at once with one
+//! message and the command that installs it, `tests/setup.sh` (see tests/README.md).
 //!
 //! A suite lives in `tests/<suite>/mod.rs` (a directory), never in `tests/<suite>.rs`: Cargo
 //! builds every `tests/*.rs` file as a separate test binary of its own.

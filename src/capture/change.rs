@@ -7,7 +7,7 @@ use bytes::Bytes;
 use crate::Lsn;
 use crate::decode::{Cell, PgType, ReplicaIdentity};
 
-/// `_op` of LAKE_FORMAT.md.
+/// `_op` of the lake format (README, "Change tables").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
     /// `r`: a row read by a snapshot.

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::run::{Run, RunArgs};
 use crate::config::{Config, parse_duration};
-use crate::demo::cluster::DemoCluster;
+use crate::demo::cluster::{DemoCluster, Server};
 use crate::demo::session::{
     DEMO_DB, catch_up, prepare_lake, print_queries, setup_source, sleep_or_forever, wait_streaming,
 };
@@ -70,9 +70,11 @@ impl Demo {
     }
 
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
+        // Before anything is created: without a server, stop with the command that installs it.
+        let server = Server::find()?;
         prepare_lake(&self.args.lake)?;
         println!("walaudit demo: starting a private PostgreSQL cluster");
-        let cluster = DemoCluster::start().await?;
+        let cluster = DemoCluster::start(server).await?;
         println!(
             "  cluster: {} (binaries {}), deleted when the demo ends",
             cluster.base_dir().display(),

@@ -1,4 +1,5 @@
-//! Postgres data types and their mapping to Arrow / Delta types (LAKE_FORMAT.md "Type mapping").
+//! Postgres data types and their mapping to Arrow / Delta types (README, "The lake on storage",
+//! "Type mapping").
 //!
 //! Built-in types are known by OID. Types created in the database (enums, domains, arrays of
 //! them, extension types such as citext) are resolved through a [`TypeCatalog`] loaded from
@@ -161,7 +162,7 @@ pub fn is_builtin(type_oid: u32) -> bool {
 }
 
 /// The lake representation of a column of type `type_oid` with modifier `typmod`
-/// (`atttypmod`, -1 when none), following LAKE_FORMAT.md "Type mapping".
+/// (`atttypmod`, -1 when none), following the lake format (README, "Type mapping").
 ///
 /// Never fails: a type without a lossless mapping, an unknown OID or a malformed catalog entry
 /// (cycle, nesting too deep) is kept as its Postgres text form ([`PgType::Text`]).

@@ -15,7 +15,8 @@
 //! # Invariants
 //! * Arbitrary bytes never panic a parser (property-tested).
 //! * Never a wrong value: nothing is rounded, clamped or guessed. The only substitution is the
-//!   one LAKE_FORMAT.md defines: `infinity` / `-infinity` dates and timestamps become the
+//!   one the lake format defines (README, "Type mapping"): `infinity` / `-infinity` dates
+//!   and timestamps become the
 //!   largest / smallest value the Delta type holds.
 
 mod array;

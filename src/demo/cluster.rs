@@ -38,20 +38,30 @@ const INITDB_DEADLINE: Duration = Duration::from_secs(120);
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 const STOP_DEADLINE: Duration = Duration::from_secs(60);
 const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
-const INSTALL_HINT: &str = "install the PostgreSQL server binaries (Debian/Ubuntu: apt-get install \
-     postgresql-15) or set WALAUDIT_PG_BIN to the directory holding postgres and initdb";
+/// The Debian package of the server the install command names.
+const SERVER_PACKAGE: &str = "postgresql-15";
 
 /// The demo cluster could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error(
-        "no PostgreSQL server binaries found (looked at $WALAUDIT_PG_BIN, /usr/lib/postgresql/<version>/bin and pg_config --bindir): {INSTALL_HINT}"
+        "walaudit demo needs the PostgreSQL server binaries (initdb, postgres) and found none \
+         (it looked at $WALAUDIT_PG_BIN, /usr/lib/postgresql/{{17,16,15,14}}/bin and \
+         pg_config --bindir). Install them with:\n    {install}\nor set WALAUDIT_PG_BIN to \
+         the directory holding initdb and postgres"
     )]
-    NoBinaries,
+    NoBinaries { install: String },
     #[error(
-        "walaudit runs as root, PostgreSQL refuses to run as root, and there is no OS user `postgres` to run it as: {INSTALL_HINT} (the package creates the user), or run as another user"
+        "WALAUDIT_PG_BIN={dir} holds no initdb and postgres: point it at the directory that \
+         does, or unset it and install the PostgreSQL server with:\n    {install}"
     )]
-    NoServerUser,
+    BadBinDir { dir: String, install: String },
+    #[error(
+        "walaudit runs as root, PostgreSQL refuses to run as root, and there is no OS user \
+         `postgres` to run it as: install the PostgreSQL server package, which creates the \
+         user:\n    {install}\nor run walaudit demo as another user"
+    )]
+    NoServerUser { install: String },
     #[error("cannot {action} for the demo cluster")]
     Io {
         action: String,
@@ -81,6 +91,45 @@ fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError 
     move |source| ClusterError::Io { action, source }
 }
 
+/// The server binaries and the OS user to run them as: what [`DemoCluster::start`] needs, found
+/// before the demo creates anything.
+pub struct Server {
+    bin_dir: PathBuf,
+    owner: Option<ServerUser>,
+}
+
+impl Server {
+    /// Finds the binaries (`$WALAUDIT_PG_BIN`, else `/usr/lib/postgresql/{17,16,15,14}/bin`,
+    /// else `pg_config --bindir`) and, when walaudit runs as root, the `postgres` OS user. The
+    /// errors name the command that installs what is missing.
+    pub fn find() -> Result<Server, ClusterError> {
+        let root = id(&["-u"]) == Some(0);
+        let bin_dir = match std::env::var_os(PG_BIN_ENV) {
+            Some(dir) => {
+                let dir = PathBuf::from(dir);
+                if !has_server(&dir) {
+                    return Err(ClusterError::BadBinDir {
+                        dir: dir.display().to_string(),
+                        install: install_command(root),
+                    });
+                }
+                dir
+            }
+            None => default_bin_dir().ok_or_else(|| ClusterError::NoBinaries {
+                install: install_command(root),
+            })?,
+        };
+        let owner = if root { Some(server_user()?) } else { None };
+        Ok(Server { bin_dir, owner })
+    }
+}
+
+/// The command that installs the server: `sudo` unless walaudit runs as root.
+fn install_command(root: bool) -> String {
+    let sudo = if root { "" } else { "sudo " };
+    format!("{sudo}apt-get update && {sudo}apt-get install -y {SERVER_PACKAGE}")
+}
+
 /// A running private cluster; see the module docs.
 pub struct DemoCluster {
     base: PathBuf,
@@ -92,11 +141,10 @@ pub struct DemoCluster {
 }
 
 impl DemoCluster {
-    /// Finds the binaries, runs initdb into a fresh temporary directory, starts the server and
-    /// waits until it accepts connections.
-    pub async fn start() -> Result<DemoCluster, ClusterError> {
-        let bin_dir = find_bin_dir().ok_or(ClusterError::NoBinaries)?;
-        let owner = server_user()?;
+    /// Runs initdb into a fresh temporary directory, starts the server and waits until it
+    /// accepts connections.
+    pub async fn start(server: Server) -> Result<DemoCluster, ClusterError> {
+        let Server { bin_dir, owner } = server;
         // Short, so that `<base>/.s.PGSQL.5432` fits in a socket address.
         let base = tempfile::Builder::new()
             .prefix("walaudit-demo-")
@@ -232,17 +280,17 @@ struct ServerUser {
     gid: u32,
 }
 
-fn server_user() -> Result<Option<ServerUser>, ClusterError> {
-    if id(&["-u"]) != Some(0) {
-        return Ok(None);
-    }
+/// The `postgres` OS user (walaudit runs as root).
+fn server_user() -> Result<ServerUser, ClusterError> {
     match (id(&["-u", SUPERUSER]), id(&["-g", SUPERUSER])) {
-        (Some(uid), Some(gid)) => Ok(Some(ServerUser {
+        (Some(uid), Some(gid)) => Ok(ServerUser {
             name: SUPERUSER,
             uid,
             gid,
-        })),
-        _ => Err(ClusterError::NoServerUser),
+        }),
+        _ => Err(ClusterError::NoServerUser {
+            install: install_command(true),
+        }),
     }
 }
 
@@ -290,11 +338,12 @@ fn spawn_wrapper(
     Ok((child, stdin, stdout))
 }
 
-fn find_bin_dir() -> Option<PathBuf> {
-    let has_server = |dir: &Path| dir.join("postgres").is_file() && dir.join("initdb").is_file();
-    if let Some(dir) = std::env::var_os(PG_BIN_ENV) {
-        return Some(PathBuf::from(dir)).filter(|d| has_server(d));
-    }
+fn has_server(dir: &Path) -> bool {
+    dir.join("postgres").is_file() && dir.join("initdb").is_file()
+}
+
+/// The server binaries where a package puts them (`$WALAUDIT_PG_BIN` unset).
+fn default_bin_dir() -> Option<PathBuf> {
     for version in CANDIDATE_VERSIONS {
         let dir = PathBuf::from(format!("/usr/lib/postgresql/{version}/bin"));
         if has_server(&dir) {
@@ -315,5 +364,29 @@ fn tail(path: &Path, lines: usize) -> String {
             all[all.len().saturating_sub(lines)..].join("\n")
         }
         Err(err) => format!("<cannot read {}: {err}>", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binaries_name_the_command_that_installs_them() {
+        let err = ClusterError::NoBinaries {
+            install: install_command(false),
+        };
+        assert_eq!(
+            err.to_string(),
+            "walaudit demo needs the PostgreSQL server binaries (initdb, postgres) and found \
+             none (it looked at $WALAUDIT_PG_BIN, /usr/lib/postgresql/{17,16,15,14}/bin and \
+             pg_config --bindir). Install them with:\n    \
+             sudo apt-get update && sudo apt-get install -y postgresql-15\n\
+             or set WALAUDIT_PG_BIN to the directory holding initdb and postgres"
+        );
+        assert_eq!(
+            install_command(true),
+            "apt-get update && apt-get install -y postgresql-15"
+        );
     }
 }

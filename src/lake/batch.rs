@@ -15,7 +15,7 @@
 //! * `_unavailable` of a row = the change's own unavailable columns ∪ the columns whose value
 //!   could not be represented, in column order; those values are null.
 //! * A value of the before image that cannot be represented is null in `_before` and counted in
-//!   [`ChangeBatchBuilder::unavailable_values`] (LAKE_FORMAT.md has no place to list it).
+//!   [`ChangeBatchBuilder::unavailable_values`] (the lake format has no place to list it).
 
 use std::sync::Arc;
 

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! # Invariants
-//! * The on-storage layout is LAKE_FORMAT.md: source columns first, then the metadata columns.
+//! * The on-storage layout is the lake format (README, "The lake on storage"): source
+//!   columns first, then the metadata columns.
 //! * A value the lake type cannot hold is written as null **and** named in `_unavailable`;
 //!   nothing is dropped, rounded or clamped (except ±infinity dates/timestamps, by contract).
 //! * Every append is one Delta commit carrying the exactly-once marker (`txn` action

@@ -1,4 +1,5 @@
-//! Arrow schemas of the lake's tables (LAKE_FORMAT.md "Change tables", "Transactions table").
+//! Arrow schemas of the lake's tables (the lake format: README, "The lake on storage",
+//! "Change tables", "Transactions table", "Messages table").
 //!
 //! ```text
 //!  change table   <source columns...> _op _lsn _seq _xid _commit_ts _before{<source columns>}

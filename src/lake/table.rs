@@ -7,7 +7,7 @@
 //! ```
 //!
 //! # Exactly-once marker
-//! Each commit carries `txn` actions (LAKE_FORMAT.md "Exactly-once marker"):
+//! Each commit carries `txn` actions (README, "The lake on storage", "Exactly-once marker"):
 //! * `walaudit:<slot>` = the commit LSN of the last *complete* transaction in the table;
 //! * `walaudit:<slot>:partial` and `walaudit:<slot>:partial-seq` = the commit LSN and last `_seq`
 //!   of a transaction whose changes to this table were only partly written (a huge transaction

@@ -1,4 +1,4 @@
-//! Finding and opening the lake's Delta tables (LAKE_FORMAT.md "Layout").
+//! Finding and opening the lake's Delta tables (README, "The lake on storage", "Layout").
 //!
 //! ```text
 //!  <lake>/                list with delimiter ──► schema folders

@@ -70,6 +70,7 @@ async fn drain_metrics_count_the_workload_and_pass_promtool() {
         0.0
     );
 
+    crate::support::prerequisites::require("promtool");
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

@@ -1,6 +1,6 @@
 //! Tests of the test harness itself (`tests/support`): isolation of test databases, server
-//! settings, authentication methods, restarts, cleanup, and that no server outlives the test
-//! process.
+//! settings, authentication methods, restarts, cleanup, that no server outlives the test
+//! process, and that a missing server stops the tests at once with the command that installs it.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -17,6 +17,8 @@ use crate::support::{
     self, ClusterOptions, PasswordEncryption, PgCluster, StopMode, TestDb, WalLevel,
     process_running, quote_ident, quote_literal, unique_name,
 };
+
+mod prerequisites;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);

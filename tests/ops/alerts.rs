@@ -23,6 +23,7 @@ const REQUIRED_ALERTS: &[&str] = &[
 ];
 
 fn promtool(args: &[&str]) -> String {
+    crate::support::prerequisites::require("promtool");
     let out = Command::new("promtool")
         .args(args)
         .current_dir(repo())

@@ -11,13 +11,15 @@
 //!                                                                   (alerts.rs)
 //!  docker/ ──► compose services, mounts, build context, walaudit.toml through walaudit's own
 //!              config loader, Dockerfile stages                     (docker.rs)
+//!  dashboards/README.md metrics reference ──► exactly the names of src/metrics.rs, with
+//!              their types and labels                               (reference.rs)
 //! ```
 //!
-//! `grafana-dashboard.schema.json` beside this file is a copy of the project's
-//! `shared/schemas/grafana-dashboard.schema.json` (from grafana/grafana-foundation-sdk,
-//! `jsonschema/dashboard.jsonschema.json`, Apache-2.0): CI runs on a clone of this repository
-//! alone. It lives here, not under `dashboards/`, because Grafana's file provisioning loads
-//! every `.json` below the dashboards folder, subfolders included.
+//! `grafana-dashboard.schema.json` beside this file is a copy of Grafana's dashboard JSON
+//! Schema (from grafana/grafana-foundation-sdk, `jsonschema/dashboard.jsonschema.json`,
+//! Apache-2.0), so that the tests need no network. It lives here, not under `dashboards/`,
+//! because Grafana's file provisioning loads every `.json` below the dashboards folder,
+//! subfolders included.
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +29,7 @@ mod alerts;
 mod dashboards;
 mod docker;
 mod prometheus;
+mod reference;
 
 /// Metrics the dashboards or alerts may use although the engine does not expose them yet: a
 /// query on them may return no data. Keep this list minimal; every entry says why it is here.
@@ -229,13 +232,23 @@ fn skip_to(chars: &[char], start: usize, close: char) -> usize {
     i + 1
 }
 
-/// Every metric name the engine's registry exposes (histograms with their `_bucket`, `_sum`
-/// and `_count` series), from the exposition of a fresh [`walaudit::metrics::Metrics`].
+/// One metric family of the engine's exposition.
+#[derive(Debug)]
+pub struct Family {
+    pub name: String,
+    /// `counter`, `gauge`, `histogram`, …
+    pub kind: String,
+    /// The label names of its series (`le` of histogram buckets excluded).
+    pub labels: Vec<String>,
+}
+
+/// Every metric family the engine's registry exposes, from the exposition of a fresh
+/// [`walaudit::metrics::Metrics`].
 ///
 /// A labelled family appears in the exposition only once it has a series, so the labelled
 /// families without preset series get one here; a check against the `pub const` names of
 /// src/metrics.rs makes sure none is forgotten.
-pub fn registry_metric_names() -> Vec<String> {
+pub fn registry_families() -> Vec<Family> {
     let metrics = walaudit::metrics::Metrics::new();
     metrics.changes.with_label_values(&["public.t", "c"]);
     metrics.lake_rows.with_label_values(&["public.t"]);
@@ -251,22 +264,57 @@ pub fn registry_metric_names() -> Vec<String> {
         .snapshot_chunks
         .with_label_values(&["public.t", "copied"]);
     let text = metrics.render();
-    let (mut names, mut families) = (Vec::new(), Vec::new());
+    let mut families: Vec<Family> = Vec::new();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix("# TYPE ") else {
-            continue;
-        };
-        let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
-        families.push(name.to_owned());
-        if kind == "histogram" {
-            for suffix in ["_bucket", "_sum", "_count"] {
-                names.push(format!("{name}{suffix}"));
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            families.push(Family {
+                name: name.to_owned(),
+                kind: kind.to_owned(),
+                labels: Vec::new(),
+            });
+        } else if let Some((_, labels)) = line.split_once('{')
+            && !line.starts_with('#')
+        {
+            let family = families.last_mut().expect("a series after its # TYPE line");
+            for pair in labels.split('}').next().unwrap_or("").split(',') {
+                let label = pair.split('=').next().unwrap_or("").trim();
+                if !label.is_empty() && label != "le" && !family.labels.iter().any(|l| l == label) {
+                    family.labels.push(label.to_owned());
+                }
             }
-        } else {
-            names.push(name.to_owned());
         }
     }
+    for name in defined_metric_names() {
+        assert!(
+            families.iter().any(|f| f.name == name),
+            "{name} (src/metrics.rs) is not in the exposition: give it a series in \
+             tests/ops/mod.rs registry_families"
+        );
+    }
+    families
+}
+
+/// Every metric name the engine's registry exposes (histograms with their `_bucket`, `_sum`
+/// and `_count` series).
+pub fn registry_metric_names() -> Vec<String> {
+    let mut names = Vec::new();
+    for family in registry_families() {
+        if family.kind == "histogram" {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                names.push(format!("{}{suffix}", family.name));
+            }
+        } else {
+            names.push(family.name);
+        }
+    }
+    names
+}
+
+/// The metric names src/metrics.rs defines: the values of its `pub const … = "…";` lines.
+pub fn defined_metric_names() -> Vec<String> {
     let source = std::fs::read_to_string(repo().join("src/metrics.rs")).unwrap();
+    let mut names = Vec::new();
     for line in source.lines() {
         let Some((_, value)) = line
             .trim()
@@ -275,13 +323,9 @@ pub fn registry_metric_names() -> Vec<String> {
         else {
             continue;
         };
-        let name = value.trim_end_matches("\";");
-        assert!(
-            families.iter().any(|n| n == name),
-            "{name} (src/metrics.rs) is not in the exposition: give it a series in \
-             tests/ops/mod.rs registry_metric_names"
-        );
+        names.push(value.trim_end_matches("\";").to_owned());
     }
+    assert!(names.len() >= 10, "src/metrics.rs names: {names:?}");
     names
 }
 

@@ -59,6 +59,7 @@ impl Prometheus {
     /// Start Prometheus scraping `target` (host:port) every second as job `walaudit`, with the
     /// alert rules evaluated every second.
     fn start(target: &str) -> Result<Prometheus> {
+        crate::support::prerequisites::require(PROMETHEUS);
         let version = Command::new(PROMETHEUS).arg("--version").output();
         ensure!(
             version.is_ok_and(|out| out.status.success()),

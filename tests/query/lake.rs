@@ -1,4 +1,5 @@
-//! A fabricated lake: real Delta tables laid out as LAKE_FORMAT.md says, with rows built by
+//! A fabricated lake: real Delta tables laid out as the lake format says (README, "The lake on
+//! storage"), with rows built by
 //! `ChangeBatchBuilder` from hand-made transactions, so the query layer is tested without the
 //! writer or a Postgres server.
 

@@ -6,6 +6,7 @@ use crate::support::shared;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn snapshot_on_a_terminal_draws_progress_bars() {
+    crate::support::prerequisites::require("script");
     let db = shared().await.fresh_db("snap_bars").await.unwrap();
     db.execute(
         "CREATE TABLE prog (id int PRIMARY KEY, v text NOT NULL);

@@ -28,7 +28,7 @@ use anyhow::{Context, Result, bail};
 use tokio_postgres::{Client, NoTls};
 
 pub use super::binaries::PG_BIN_ENV;
-use super::binaries::{find_bin_dir, server_major_version};
+use super::binaries::server_major_version;
 use super::database::TestDb;
 use super::supervisor::{COMMAND_DEADLINE, STOP_DEADLINE, Supervisor};
 use super::tls::{self, TlsFiles};
@@ -248,7 +248,8 @@ impl PgCluster {
     /// starts the server, and waits until it accepts connections. Blocking (seconds): from an
     /// async test use [`PgCluster::start_async`].
     pub fn start(options: ClusterOptions) -> Result<PgCluster> {
-        let bin_dir = find_bin_dir()?;
+        // Without a server, this ends the test process with the command that installs one.
+        let bin_dir = super::prerequisites::server_bin_dir();
         let major_version = server_major_version(&bin_dir)?;
         let owner = server_user()?;
         let base = make_base_dir(owner.as_ref())?;

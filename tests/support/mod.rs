@@ -3,6 +3,8 @@
 //! * [`cluster`]: a throwaway PostgreSQL cluster per test binary (or per test, when a test needs
 //!   special server settings or restarts the server), torn down with the test process.
 //! * [`database`]: a fresh database per test on such a cluster, cleaned up on drop.
+//! * [`prerequisites`]: what the suites need besides Rust; a missing server or program ends the
+//!   test process at once with the command that installs it (`tests/setup.sh`).
 //!
 //! Typical use:
 //!
@@ -23,6 +25,7 @@ mod binaries;
 pub mod cluster;
 pub mod database;
 pub mod orders;
+pub mod prerequisites;
 pub mod s3;
 mod supervisor;
 mod tls;

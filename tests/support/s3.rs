@@ -28,7 +28,7 @@
 //!   case for conditional writes (a retry of a create that did happen sees 412/409).
 //!
 //! # Invariants
-//! * `s3s-fs` is not atomic under concurrent conditional puts (see ANCHORS.md): tests that race
+//! * `s3s-fs` is not atomic under concurrent conditional puts: tests that race
 //!   writers against each other belong on `object_store::memory::InMemory`, not here.
 //! * Dropping the [`S3Server`] stops it and removes its directory; nothing outlives the test.
 

@@ -27,13 +27,8 @@ subjectAltName = IP:127.0.0.1, DNS:localhost
 
 /// Generates the CA and server certificate into `dir` (created), readable by the server user.
 pub(crate) fn generate(dir: &Path, owner: Option<&ServerUser>) -> Result<TlsFiles> {
-    let version = Command::new("openssl").arg("version").output();
-    if !version.is_ok_and(|out| out.status.success()) {
-        bail!(
-            "the cluster was asked for ssl = on, which needs the `openssl` command to make \
-             certificates: install it (`apt-get install -y openssl`)"
-        );
-    }
+    // Without `openssl`, this ends the test process with the command that installs it.
+    super::prerequisites::require("openssl");
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     chown(dir, owner)?;
     let files = TlsFiles {
