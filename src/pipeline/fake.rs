@@ -110,6 +110,8 @@ pub struct FakeState {
     pub finished: u32,
     /// Keepalives report the WAL end this far past the last transaction (WAL of other tables).
     pub idle_wal: u64,
+    /// Status updates after this many fail (the connection dropped while capture waited).
+    pub fail_status_after: Option<usize>,
 }
 
 impl FakeState {
@@ -220,6 +222,14 @@ impl ReplicationSession for FakeSession {
         _reply_requested: bool,
     ) -> Result<(), SourceError> {
         let mut state = self.server.state();
+        if state
+            .fail_status_after
+            .is_some_and(|after| state.statuses.len() >= after)
+        {
+            return Err(SourceError::Closed {
+                context: "sending a status update to the fake server",
+            });
+        }
         state.statuses.push((write, flush));
         state.confirmed = state.confirmed.max(flush);
         Ok(())

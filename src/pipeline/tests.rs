@@ -241,3 +241,52 @@ async fn shutdown_with_a_sink_that_never_returns_ends_within_the_grace_period() 
     assert!(state.statuses.iter().all(|(_, flush)| flush.is_zero()));
     assert_eq!(state.confirmed, Lsn::ZERO);
 }
+
+/// A sink whose every write takes a while (a slow store), so capture waits on a full queue.
+struct SlowSink(MemorySink);
+
+impl Sink for SlowSink {
+    async fn write(&mut self, txn: &TxnMeta, changes: Vec<Change>) -> Result<(), SinkError> {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.0.write(txn, changes).await
+    }
+    async fn commit(&mut self, txn: &TxnMeta, m: Vec<CapturedMessage>) -> Result<(), SinkError> {
+        self.0.commit(txn, m).await
+    }
+    async fn message(&mut self, message: CapturedMessage) -> Result<(), SinkError> {
+        self.0.message(message).await
+    }
+    async fn flush(&mut self) -> Result<Lsn, SinkError> {
+        self.0.flush().await
+    }
+    fn durable_lsn(&self) -> Lsn {
+        self.0.durable_lsn()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_status_error_during_a_hand_over_is_reported_after_it() {
+    // 40 changes in chunks of 2: 20 chunks against a queue of 8, so capture keeps sending
+    // status updates while it waits; the second one fails.
+    let ids: Vec<u64> = (1..=40).collect();
+    let server = FakeServer::new(vec![txn(10, 0x100, &ids)]);
+    server.state().fail_status_after = Some(1);
+    let store = store();
+    let result = run_with(
+        &server,
+        options(false),
+        SlowSink(MemorySink::new(Arc::clone(&store))),
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(
+        matches!(&result, Err(PipelineError::Source(e)) if e.is_transient()),
+        "{result:?}"
+    );
+    // The transaction reached the sink whole: the error waited until it was handed over.
+    let stored = stored(&store);
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].1.len(), 40);
+    // Nothing was confirmed by the failed updates.
+    assert_eq!(server.state().confirmed, Lsn::ZERO);
+}
