@@ -481,7 +481,7 @@ async fn memory_pool_is_bounded() {
         ..LakeOptions::default()
     };
     let session = LakeQuery::open(lake.path(), options).await.unwrap();
-    let limit = session.session().runtime_env().memory_pool.memory_limit();
+    let limit = session.memory_limit();
     assert!(matches!(limit, MemoryLimit::Finite(n) if n == 64 << 20));
 }
 
