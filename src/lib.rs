@@ -18,6 +18,8 @@
 //! * [`pipeline`]: wires the stages and owns shutdown.
 //! * [`snapshot`]: the historical load: exact, parallel, resumable initial snapshots.
 //! * [`query`]: read-only DataFusion SQL over the lake (change logs, current state, as-of).
+//! * [`sql`]: the read-only query seam (deadline, limits, Arrow results) over the lake, a
+//!   Postgres connection, or memory, for checks and reconciliation.
 //! * [`demo`]: the sample shop workload and the private cluster of `walaudit demo`.
 //! * [`slot_watch`]: the slot's retained WAL and `wal_status` while the engine runs.
 
@@ -36,5 +38,6 @@ pub mod sink;
 pub mod slot_watch;
 pub mod snapshot;
 pub mod source;
+pub mod sql;
 
 pub use lsn::Lsn;

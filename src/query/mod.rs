@@ -16,7 +16,7 @@
 //! * Read-only: DDL, DML (including `COPY`) and session statements (`SET`, ...) are refused
 //!   before anything runs ([`QueryError::ReadOnly`]). The DataFusion session never leaves
 //!   this module: every statement goes through the one read-only planning path (`sql`,
-//!   `collect`).
+//!   `collect`, and the query seam's [`crate::sql::LakeTarget`]).
 //! * Bounded memory: the session's memory pool has a fixed size; operators that can spill do,
 //!   the others fail with a resources-exhausted error rather than grow.
 //! * A session sees the table versions of the moment it was opened: open a new one to see
