@@ -92,6 +92,33 @@ impl SqlError {
         }
     }
 
+    /// Classifies an error of a query on a Postgres connection.
+    pub(crate) fn from_postgres(
+        err: tokio_postgres::Error,
+        target: &str,
+        deadline: Duration,
+    ) -> Self {
+        let Some(db) = err.as_db_error() else {
+            return SqlError::Connection {
+                target: target.to_owned(),
+                source: Box::new(err),
+            };
+        };
+        classify(
+            target,
+            db.code(),
+            db.message(),
+            db.hint(),
+            deadline,
+            Box::new(ServerMessage(format!(
+                "{} {}: {}",
+                db.severity(),
+                db.code().code(),
+                db.message()
+            ))),
+        )
+    }
+
     /// Classifies an error of a query over the lake.
     pub(crate) fn from_lake(err: crate::query::QueryError, target: &str) -> Self {
         use crate::query::QueryError;
@@ -131,9 +158,129 @@ impl SqlError {
     }
 }
 
+/// The seam's error for a server error with `code`.
+fn classify(
+    target: &str,
+    code: &SqlState,
+    message: &str,
+    server_hint: Option<&str>,
+    deadline: Duration,
+    source: BoxError,
+) -> SqlError {
+    let target = target.to_owned();
+    if *code == SqlState::QUERY_CANCELED {
+        return SqlError::Timeout { target, deadline };
+    }
+    if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+        return SqlError::ReadOnlyViolation {
+            target,
+            what: message.to_owned(),
+        };
+    }
+    if [
+        SqlState::INSUFFICIENT_RESOURCES,
+        SqlState::OUT_OF_MEMORY,
+        SqlState::DISK_FULL,
+        SqlState::CONFIGURATION_LIMIT_EXCEEDED,
+        SqlState::PROGRAM_LIMIT_EXCEEDED,
+    ]
+    .contains(code)
+    {
+        return SqlError::ResourcesExhausted {
+            target,
+            what: format!("more than the server allows ({message})"),
+        };
+    }
+    // Class 08 (connection exception), 57P (operator intervention: shutdown, terminated).
+    let class = &code.code()[..2];
+    if class == "08" || code.code().starts_with("57P") || *code == SqlState::TOO_MANY_CONNECTIONS {
+        return SqlError::Connection { target, source };
+    }
+    let hint = match server_hint {
+        Some(hint) => hint.to_owned(),
+        None if *code == SqlState::INSUFFICIENT_PRIVILEGE => {
+            "grant the role SELECT on what the query reads (or the pg_read_all_data role)"
+                .to_owned()
+        }
+        None if *code == SqlState::UNDEFINED_TABLE => {
+            "check the table's name, its schema and the role's search_path".to_owned()
+        }
+        None if class == "42" => "fix the query's syntax or names".to_owned(),
+        None => "fix the query or the data it reads".to_owned(),
+    };
+    SqlError::Sql {
+        target,
+        sqlstate: Some(code.clone()),
+        message: message.to_owned(),
+        hint,
+    }
+}
+
+/// The server's words, without `DETAIL`: the source of a connection error.
+#[derive(Debug)]
+struct ServerMessage(String);
+
+impl std::fmt::Display for ServerMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "server said: {}", self.0)
+    }
+}
+
+impl std::error::Error for ServerMessage {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn class(code: SqlState) -> SqlError {
+        classify(
+            "postgres x",
+            &code,
+            "msg",
+            None,
+            Duration::from_millis(300),
+            "src".into(),
+        )
+    }
+
+    #[test]
+    fn sqlstates_map_to_variants() {
+        assert!(matches!(
+            class(SqlState::QUERY_CANCELED),
+            SqlError::Timeout { deadline, .. } if deadline == Duration::from_millis(300)
+        ));
+        assert!(matches!(
+            class(SqlState::READ_ONLY_SQL_TRANSACTION),
+            SqlError::ReadOnlyViolation { what, .. } if what == "msg"
+        ));
+        for code in [SqlState::OUT_OF_MEMORY, SqlState::DISK_FULL] {
+            assert!(matches!(class(code), SqlError::ResourcesExhausted { .. }));
+        }
+        for code in [
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CONNECTION_FAILURE,
+            SqlState::TOO_MANY_CONNECTIONS,
+        ] {
+            assert!(matches!(class(code), SqlError::Connection { .. }));
+        }
+        let err = class(SqlState::UNDEFINED_TABLE);
+        assert_eq!(err.sqlstate(), Some(&SqlState::UNDEFINED_TABLE));
+        assert_eq!(
+            err.to_string(),
+            "postgres x: the query failed (SQLSTATE 42P01): msg; check the table's name, its \
+             schema and the role's search_path"
+        );
+        let err = classify(
+            "t",
+            &SqlState::UNDEFINED_FUNCTION,
+            "no f",
+            Some("add casts"),
+            Duration::ZERO,
+            "src".into(),
+        );
+        assert!(err.to_string().ends_with("no f; add casts"), "{err}");
+        assert_eq!(err.target(), "t");
+    }
 
     #[test]
     fn lake_errors_map_to_variants() {

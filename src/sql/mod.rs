@@ -26,9 +26,12 @@
 //!   [`SqlError::Conversion`].
 //! * Logs name the target, never the SQL text, a value or a password.
 
+mod cancel;
 mod error;
 mod lake;
 mod memory;
+mod pg_arrow;
+mod postgres;
 pub mod statement;
 
 use std::fmt;
@@ -41,6 +44,8 @@ use async_trait::async_trait;
 pub use error::SqlError;
 pub use lake::LakeTarget;
 pub use memory::{MemoryTarget, Reply};
+pub use pg_arrow::PG_TYPE_KEY;
+pub use postgres::{PostgresOptions, PostgresTarget};
 pub use tokio_postgres::error::SqlState;
 
 /// Default [`Limits::deadline`].
@@ -131,8 +136,8 @@ impl ResultSet {
 /// A handle that runs read-only SQL against one target.
 ///
 /// # Contract
-/// * **Read-only.** Only queries run: `SELECT`, `WITH … SELECT`, `VALUES`, `TABLE`, `EXPLAIN`
-///   and `SHOW`. Anything else (DDL, DML, `COPY`, `SET`, transaction control, `CALL`, `DO`,
+/// * **Read-only.** Only queries run: `SELECT`, `WITH … SELECT`, `VALUES`, `TABLE`, `EXPLAIN`,
+///   `SHOW` (and DataFusion's `DESCRIBE`). Anything else (DDL, DML, `COPY`, `SET`, transaction control, `CALL`, `DO`,
 ///   …) fails with [`SqlError::ReadOnlyViolation`] before it reaches the target, and the
 ///   target refuses writes again on its side (Postgres: every query in its own
 ///   `BEGIN READ ONLY` transaction, rolled back; the lake: DataFusion without DDL, DML or

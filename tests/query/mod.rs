@@ -1,13 +1,14 @@
 //! `walaudit query` and the query layer over a fabricated lake (no Postgres needed): change
 //! logs, current state, as-of reconstruction, SQL functions, read-only enforcement, output
 //! formats, errors with hints, and the CLI. Then the read-only query seam (`walaudit::sql`)
-//! over that lake (`seam`).
+//! over that lake (`seam`) and over a real Postgres (`seam_pg`).
 
 mod cli;
 mod formats;
 mod lake;
 mod s3;
 mod seam;
+mod seam_pg;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::util::pretty::pretty_format_batches;
