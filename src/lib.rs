@@ -21,6 +21,8 @@
 //!   typed status.
 //! * [`snapshot`]: the historical load: exact, parallel, resumable initial snapshots.
 //! * [`query`]: read-only DataFusion SQL over the lake (change logs, current state, as-of).
+//! * [`sql`]: the read-only query seam (deadline, limits, Arrow results) over the lake, a
+//!   Postgres connection, or memory, for checks and reconciliation.
 //! * [`demo`]: the sample shop workload and the private cluster of `walaudit demo`.
 //! * [`slot_watch`]: the slot's retained WAL and `wal_status` while the engine runs.
 
@@ -44,5 +46,6 @@ pub mod sink;
 pub mod slot_watch;
 pub mod snapshot;
 pub mod source;
+pub mod sql;
 
 pub use lsn::Lsn;

@@ -17,7 +17,7 @@
 //! * Every append is one Delta commit carrying the exactly-once marker (`txn` action
 //!   `walaudit:<slot>` = commit LSN of the last transaction in it); markers never go backward.
 
-mod column;
+pub(crate) mod column;
 mod engine;
 mod error;
 

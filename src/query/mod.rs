@@ -14,7 +14,9 @@
 //!
 //! # Invariants
 //! * Read-only: DDL, DML (including `COPY`) and session statements (`SET`, ...) are refused
-//!   before anything runs ([`QueryError::ReadOnly`]).
+//!   before anything runs ([`QueryError::ReadOnly`]). The DataFusion session never leaves
+//!   this module: every statement goes through the one read-only planning path (`sql`,
+//!   `collect`, and the query seam's [`crate::sql::LakeTarget`]).
 //! * Bounded memory: the session's memory pool has a fixed size; operators that can spill do,
 //!   the others fail with a resources-exhausted error rather than grow.
 //! * A session sees the table versions of the moment it was opened: open a new one to see
@@ -39,6 +41,8 @@ use deltalake::arrow::datatypes::{DataType, Int64Type};
 use deltalake::datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider,
 };
+use deltalake::datafusion::execution::SendableRecordBatchStream;
+use deltalake::datafusion::execution::memory_pool::MemoryLimit;
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures_util::TryStreamExt;
@@ -201,10 +205,14 @@ impl LakeQuery {
         &self.tables
     }
 
-    /// The underlying session, for callers that build plans themselves. Its `sql` method does
-    /// not enforce read-only access: use [`LakeQuery::sql`] for untrusted SQL.
-    pub fn session(&self) -> &SessionContext {
-        &self.ctx
+    /// The size of the memory pool the session's queries share.
+    pub fn memory_limit(&self) -> MemoryLimit {
+        self.ctx.runtime_env().memory_pool.memory_limit()
+    }
+
+    /// The longest a query of [`LakeQuery::sql`] may take ([`LakeOptions::timeout`]).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
     }
 
     /// Runs read-only `sql`, handing each result batch to `on_batch` as it arrives; returns the
@@ -214,11 +222,7 @@ impl LakeQuery {
         F: FnMut(&RecordBatch) -> Result<(), QueryError>,
     {
         let run = async {
-            let frame = self.plan(sql).await?;
-            let mut stream = frame
-                .execute_stream()
-                .await
-                .map_err(|e| QueryError::from_datafusion(e, &self.lake))?;
+            let mut stream = self.stream(sql).await?;
             let schema = stream.schema();
             while let Some(batch) = stream
                 .try_next()
@@ -273,6 +277,21 @@ impl LakeQuery {
         })
         .await?;
         Ok(batches)
+    }
+
+    /// Plans and starts read-only `sql`: the only way SQL reaches the session. Dropping the
+    /// stream stops the query's tasks.
+    pub(crate) async fn stream(&self, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
+        self.plan(sql)
+            .await?
+            .execute_stream()
+            .await
+            .map_err(|e| QueryError::from_datafusion(e, &self.lake))
+    }
+
+    /// The location the session was opened on, as given.
+    pub fn lake(&self) -> &str {
+        &self.lake
     }
 
     /// Plans `sql`, refusing anything but queries.

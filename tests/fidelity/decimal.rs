@@ -2,7 +2,7 @@
 //! give Postgres' answers, also for values that are not exact in binary floating point.
 
 use super::drain;
-use crate::lake::{pg_rows, rows};
+use crate::lake::{lake_rows, pg_rows};
 use crate::support::shared;
 use walaudit::query::{LakeOptions, LakeQuery};
 
@@ -40,7 +40,7 @@ async fn decimal_literals_filter_decimal_columns_exactly() {
         let sql = |table: &str| {
             format!("SELECT CAST(id AS VARCHAR) AS id FROM {table} WHERE {filter} ORDER BY 1")
         };
-        let got = rows(query.session(), &sql("current.public.payments"))
+        let got = lake_rows(&query, &sql("current.public.payments"))
             .await
             .unwrap_or_else(|e| panic!("{filter}: {e:?}"));
         let want = pg_rows(&db, &sql("payments")).await.unwrap();
@@ -48,8 +48,8 @@ async fn decimal_literals_filter_decimal_columns_exactly() {
         assert_eq!(got.len(), expected, "WHERE {filter}: {got:?}");
     }
     // Aggregates stay exact too.
-    let got = rows(
-        query.session(),
+    let got = lake_rows(
+        &query,
         "SELECT CAST(sum(amount) AS VARCHAR) AS s FROM current.public.payments \
          WHERE amount < 100",
     )

@@ -2,7 +2,7 @@
 //! update or delete of one copy leaves the others.
 
 use super::{assert_same_rows, drain, source_now};
-use crate::lake::rows;
+use crate::lake::lake_rows;
 use crate::support::shared;
 use walaudit::query::{LakeOptions, LakeQuery};
 
@@ -51,8 +51,8 @@ async fn duplicate_rows_are_kept_and_changed_one_copy_at_a_time() {
     let query = LakeQuery::open(&lake, LakeOptions::default())
         .await
         .unwrap();
-    let mut got = rows(
-        query.session(),
+    let mut got = lake_rows(
+        &query,
         &format!(
             "SELECT kind, CAST(qty AS VARCHAR) AS qty FROM as_of('public.events', '{loaded}')"
         ),

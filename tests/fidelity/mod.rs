@@ -7,7 +7,7 @@ use std::path::Path;
 
 use walaudit::query::{LakeOptions, LakeQuery};
 
-use crate::lake::{pg_rows, rows};
+use crate::lake::{lake_rows, pg_rows};
 use crate::snapshot::{check, walaudit};
 use crate::support::TestDb;
 
@@ -30,7 +30,7 @@ pub async fn drain(db: &TestDb, dir: &Path, lake: &str, args: &[&str]) {
 /// means the same multiset of rows.
 pub async fn assert_same_rows(db: &TestDb, lake: &str, lake_sql: &str, pg_sql: &str) {
     let query = LakeQuery::open(lake, LakeOptions::default()).await.unwrap();
-    let mut got = rows(query.session(), lake_sql)
+    let mut got = lake_rows(&query, lake_sql)
         .await
         .unwrap_or_else(|e| panic!("{lake_sql}: {e:?}"));
     let mut want = pg_rows(db, pg_sql).await.unwrap();
@@ -79,7 +79,7 @@ pub async fn assert_table_equals_source(db: &TestDb, lake: &str, table: &str, co
 /// The single value of `sql` over the lake.
 pub async fn lake_value(lake: &str, sql: &str) -> String {
     let query = LakeQuery::open(lake, LakeOptions::default()).await.unwrap();
-    let got = rows(query.session(), sql)
+    let got = lake_rows(&query, sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
     assert_eq!(got.len(), 1, "{sql}: {got:?}");

@@ -3,7 +3,7 @@
 //! the old key's image across a key change); where no image holds it, the view says so.
 
 use super::{assert_same_rows, drain, source_now};
-use crate::lake::rows;
+use crate::lake::lake_rows;
 use crate::support::shared;
 use walaudit::query::{LakeOptions, LakeQuery};
 
@@ -75,8 +75,8 @@ async fn unchanged_toast_is_carried_forward_in_current_and_as_of() {
     let query = LakeQuery::open(&lake, LakeOptions::default())
         .await
         .unwrap();
-    let toasted = rows(
-        query.session(),
+    let toasted = lake_rows(
+        &query,
         "SELECT count(*) FROM public.docs WHERE _op = 'u' AND array_has(_unavailable, 'body')",
     )
     .await
@@ -86,8 +86,8 @@ async fn unchanged_toast_is_carried_forward_in_current_and_as_of() {
 
     assert_same_rows(&db, &lake, LAKE_DOCS, PG_DOCS).await;
     // Nothing is unavailable: every body has an earlier image.
-    let listed = rows(
-        query.session(),
+    let listed = lake_rows(
+        &query,
         "SELECT count(*) FROM current.public.docs WHERE cardinality(_unavailable) > 0",
     )
     .await
@@ -95,8 +95,8 @@ async fn unchanged_toast_is_carried_forward_in_current_and_as_of() {
     assert_eq!(listed, vec![vec!["0".to_owned()]]);
 
     // as_of between the phases is phase 1's table.
-    let mut got = rows(
-        query.session(),
+    let mut got = lake_rows(
+        &query,
         &format!(
             "SELECT CAST(id AS VARCHAR) AS id, title, md5(body) AS body, \
                     CAST(n AS VARCHAR) AS n \
@@ -135,8 +135,8 @@ async fn a_value_no_image_holds_is_named_in_unavailable() {
     let query = LakeQuery::open(&lake, LakeOptions::default())
         .await
         .unwrap();
-    let got = rows(
-        query.session(),
+    let got = lake_rows(
+        &query,
         "SELECT CAST(id AS VARCHAR) AS id, body, CAST(n AS VARCHAR) AS n, \
                 array_to_string(_unavailable, ',') AS unavailable \
          FROM current.public.docs ORDER BY id",

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use deltalake::DeltaTable;
-use deltalake::arrow::array::{Array, StringArray};
+use deltalake::arrow::array::{Array, RecordBatch, StringArray};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::DataType;
 use deltalake::datafusion::prelude::SessionContext;
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use walaudit::config::{LakeConfig, S3Config};
 use walaudit::lake::{LakeLocation, LakeSink, LakeSinkOptions};
 use walaudit::pipeline::{self, RunSummary, SlotMode};
+use walaudit::query::LakeQuery;
 
 use crate::capture::{options, prepare};
 use crate::support::TestDb;
@@ -74,7 +75,17 @@ pub async fn session(table: &DeltaTable) -> Result<SessionContext> {
 
 /// Every row of `sql` as text cells (`NULL` for nulls).
 pub async fn rows(ctx: &SessionContext, sql: &str) -> Result<Vec<Vec<String>>> {
-    let batches = ctx.sql(sql).await?.collect().await?;
+    Ok(text_rows(&ctx.sql(sql).await?.collect().await?))
+}
+
+/// Every row of `sql` over the lake, through the read-only query path, as text cells (`NULL`
+/// for nulls).
+pub async fn lake_rows(query: &LakeQuery, sql: &str) -> Result<Vec<Vec<String>>> {
+    Ok(text_rows(&query.collect(sql).await?))
+}
+
+/// The rows of `batches` as text cells (`NULL` for nulls).
+pub fn text_rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for batch in batches {
         let columns: Vec<_> = batch
@@ -98,7 +109,7 @@ pub async fn rows(ctx: &SessionContext, sql: &str) -> Result<Vec<Vec<String>>> {
             );
         }
     }
-    Ok(out)
+    out
 }
 
 /// Rows of a Postgres query, every column cast to text by the query.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use walaudit::query::{LakeOptions, LakeQuery};
 
 use super::workload::{SCHEMA, workload};
-use super::{pg_rows, rows};
+use super::{lake_rows, pg_rows};
 use crate::support::{TestDb, shared};
 
 /// `walaudit run --drain` (the binary) into `lake` on slot `db.name`.
@@ -55,12 +55,11 @@ async fn current_and_as_of_over_a_lake_written_by_run_equal_the_source() {
     run_drain(&db, lake).await;
 
     let query = LakeQuery::open(lake, LakeOptions::default()).await.unwrap();
-    let ctx = query.session();
     // The change log holds every change once.
     let mut total = 0;
     for table in ["accounts", "events", "items"] {
         let sql = format!("SELECT count(*), count(DISTINCT (_lsn, _seq)) FROM public.{table}");
-        let counts = rows(ctx, &sql).await.unwrap();
+        let counts = lake_rows(&query, &sql).await.unwrap();
         assert_eq!(counts[0][0], counts[0][1], "no duplicates in {table}");
         total += counts[0][0].parse::<usize>().unwrap();
     }
@@ -88,7 +87,9 @@ async fn current_and_as_of_over_a_lake_written_by_run_equal_the_source() {
         ),
     ];
     for (lake_sql, pg_sql) in cases {
-        let got = rows(ctx, &format!("SELECT {lake_sql}")).await.unwrap();
+        let got = lake_rows(&query, &format!("SELECT {lake_sql}"))
+            .await
+            .unwrap();
         let want = pg_rows(&db, pg_sql).await.unwrap();
         assert!(!want.is_empty());
         assert_eq!(got, want, "{lake_sql}");
@@ -97,8 +98,11 @@ async fn current_and_as_of_over_a_lake_written_by_run_equal_the_source() {
     // as_of between the two updates returns the earlier image; current the later one.
     let as_of = format!("SELECT p FROM as_of('public.prices', TIMESTAMP '{between}') WHERE id = 1");
     let as_of = as_of.replace("+00'", "'");
-    assert_eq!(rows(ctx, &as_of).await.unwrap(), vec![vec!["2".to_owned()]]);
-    let now = rows(ctx, "SELECT p FROM current.public.prices")
+    assert_eq!(
+        lake_rows(&query, &as_of).await.unwrap(),
+        vec![vec!["2".to_owned()]]
+    );
+    let now = lake_rows(&query, "SELECT p FROM current.public.prices")
         .await
         .unwrap();
     assert_eq!(now, vec![vec!["3".to_owned()]]);

@@ -1,11 +1,14 @@
 //! `walaudit query` and the query layer over a fabricated lake (no Postgres needed): change
 //! logs, current state, as-of reconstruction, SQL functions, read-only enforcement, output
-//! formats, errors with hints, and the CLI.
+//! formats, errors with hints, and the CLI. Then the read-only query seam (`walaudit::sql`)
+//! over that lake (`seam`) and over a real Postgres (`seam_pg`).
 
 mod cli;
 mod formats;
 pub(crate) mod lake;
 mod s3;
+mod seam;
+mod seam_pg;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::util::pretty::pretty_format_batches;
@@ -481,7 +484,7 @@ async fn memory_pool_is_bounded() {
         ..LakeOptions::default()
     };
     let session = LakeQuery::open(lake.path(), options).await.unwrap();
-    let limit = session.session().runtime_env().memory_pool.memory_limit();
+    let limit = session.memory_limit();
     assert!(matches!(limit, MemoryLimit::Finite(n) if n == 64 << 20));
 }
 

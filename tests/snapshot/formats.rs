@@ -7,7 +7,7 @@
 //! source where the value is representable.
 
 use super::{check, config, walaudit};
-use crate::lake::rows;
+use crate::lake::lake_rows;
 use crate::support::shared;
 
 const COLUMNS: &str = "id int PRIMARY KEY, b bool, i2 int2, i4 int4, i8 int8, o oid, \
@@ -97,8 +97,8 @@ async fn binary_and_text_copies_and_the_stream_agree_on_every_value() {
         .unwrap();
     let mut results = Vec::new();
     for (table, op) in [("kinds", "r"), ("mixed", "r"), ("streamed", "c")] {
-        let got = rows(
-            query.session(),
+        let got = lake_rows(
+            &query,
             &format!("SELECT {LAKE_COLUMNS} FROM public.{table} WHERE _op = '{op}' ORDER BY key"),
         )
         .await

@@ -10,7 +10,7 @@ use walaudit::query::{LakeOptions, LakeQuery};
 use walaudit::snapshot::LoadRecord;
 use walaudit::snapshot::record::LoadLog;
 
-use crate::lake::{pg_rows, rows};
+use crate::lake::{lake_rows, pg_rows};
 use crate::support::TestDb;
 
 mod added;
@@ -77,8 +77,8 @@ pub async fn assert_current_equals_source(
         .map(|(i, (l, _))| format!("{l} AS c{i}"))
         .collect();
     let pg_cols: Vec<&str> = columns.iter().map(|(_, p)| *p).collect();
-    let got = rows(
-        query.session(),
+    let got = lake_rows(
+        &query,
         &format!(
             "SELECT {} FROM current.public.{table} ORDER BY {key}",
             lake_cols.join(", ")
@@ -128,7 +128,7 @@ pub async fn assert_current_is(
     let pg_cols: Vec<&str> = columns.iter().map(|(_, p)| *p).collect();
     let query = LakeQuery::open(lake, LakeOptions::default()).await.unwrap();
     let sql = format!("SELECT {} FROM current.{table}", lake_cols.join(", "));
-    let mut got = rows(query.session(), &sql)
+    let mut got = lake_rows(&query, &sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let sql = format!("SELECT {} FROM {source}", pg_cols.join(", "));
@@ -182,8 +182,8 @@ fn multiset_difference<'a>(
 /// Rows of the change log `table` (`schema.table`) per `_op`.
 pub async fn op_counts(lake: &str, table: &str) -> BTreeMap<String, i64> {
     let query = LakeQuery::open(lake, LakeOptions::default()).await.unwrap();
-    rows(
-        query.session(),
+    lake_rows(
+        &query,
         &format!("SELECT _op, count(*) FROM {table} GROUP BY _op"),
     )
     .await
@@ -222,8 +222,8 @@ pub async fn pg_count(db: &TestDb, sql: &str) -> i64 {
 /// Asserts no key has two `r` images in `table`; returns the number of `r` rows.
 pub async fn assert_single_read_per_key(lake: &str, table: &str, key: &str) -> i64 {
     let query = LakeQuery::open(lake, big_session()).await.unwrap();
-    let dup = rows(
-        query.session(),
+    let dup = lake_rows(
+        &query,
         &format!(
             "SELECT {key}, count(*) FROM public.{table} WHERE _op = 'r' \
              GROUP BY {key} HAVING count(*) > 1 LIMIT 5"
@@ -232,8 +232,8 @@ pub async fn assert_single_read_per_key(lake: &str, table: &str, key: &str) -> i
     .await
     .unwrap();
     assert!(dup.is_empty(), "keys with two snapshot images: {dup:?}");
-    let n = rows(
-        query.session(),
+    let n = lake_rows(
+        &query,
         &format!("SELECT count(*) FROM public.{table} WHERE _op = 'r'"),
     )
     .await

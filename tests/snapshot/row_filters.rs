@@ -6,7 +6,7 @@
 use super::{
     affected, assert_current_is, check, config, loads, op_counts, ops, pg_count, walaudit,
 };
-use crate::lake::rows;
+use crate::lake::lake_rows;
 use crate::support::shared;
 use walaudit::query::{LakeOptions, LakeQuery};
 
@@ -324,7 +324,7 @@ async fn row_filtered_tables_hold_exactly_what_the_publication_publishes() {
     for (table, hidden) in [("cols", "secret"), ("listed", "hidden")] {
         let sql = format!("SELECT {hidden} FROM public.{table}");
         assert!(
-            rows(query.session(), &sql).await.is_err(),
+            lake_rows(&query, &sql).await.is_err(),
             "public.{table} has the column {hidden}, which the column list leaves out"
         );
     }
@@ -338,7 +338,7 @@ async fn assert_no_image_outside_the_filter(lake: &str, tables: &[&Filtered]) {
             "SELECT count(*) FROM public.{} WHERE _op = 'r' AND ({}) IS NOT TRUE",
             t.table, t.filter
         );
-        let n = rows(query.session(), &sql).await.unwrap();
+        let n = lake_rows(&query, &sql).await.unwrap();
         assert_eq!(
             n[0][0], "0",
             "snapshot rows of {} outside its filter",
