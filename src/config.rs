@@ -37,6 +37,8 @@ pub struct Config {
     pub capture: CaptureConfig,
     pub lake: LakeConfig,
     pub snapshot: SnapshotConfig,
+    pub checks: crate::checks::config::ChecksConfig,
+    pub connections: crate::checks::config::Connections,
 }
 
 /// `[source]`: the Postgres database and its replication slot.
@@ -325,6 +327,29 @@ impl Config {
                 "must be at least 100ms".into(),
             ));
         }
+        if self.checks.max_concurrent == 0 || self.checks.source_max_concurrent == 0 {
+            return Err(invalid(
+                "checks.max_concurrent",
+                "must be at least 1 (checks.source_max_concurrent too)".into(),
+            ));
+        }
+        for (name, c) in &self.connections {
+            if matches!(name.as_str(), "lake" | "source") || !crate::checks::load::valid_name(name)
+            {
+                return Err(invalid(
+                    &format!("connections.{name}"),
+                    "is reserved or not a valid name: use letters, digits, `_`, `.` and `-`, \
+                     other than `lake` and `source`"
+                        .into(),
+                ));
+            }
+            if c.max_concurrent == 0 {
+                return Err(invalid(
+                    &format!("connections.{name}.max_concurrent"),
+                    "must be at least 1".into(),
+                ));
+            }
+        }
         self.validate_lake()
     }
 
@@ -383,7 +408,7 @@ pub fn valid_slot_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// Parse `500ms`, `10s`, `2m`, `1h` (a bare number is seconds).
+/// Parse `500ms`, `10s`, `2m`, `1h`, `3d` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t
@@ -392,15 +417,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (num, unit) = t.split_at(split);
     let value: f64 = num
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration: use e.g. 500ms, 10s, 2m, 1h"))?;
+        .map_err(|_| format!("`{text}` is not a duration: use e.g. 500ms, 10s, 2m, 1h, 3d"))?;
     let secs = match unit.trim() {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86_400.0,
         other => {
             return Err(format!(
-                "unknown duration unit `{other}`: use ms, s, m or h"
+                "unknown duration unit `{other}`: use ms, s, m, h or d"
             ));
         }
     };

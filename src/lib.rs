@@ -29,6 +29,7 @@
 pub mod api;
 pub mod backoff;
 pub mod capture;
+pub mod checks;
 pub mod cli;
 pub mod clock;
 pub mod config;

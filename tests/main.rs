@@ -14,6 +14,7 @@
 mod support;
 
 mod capture;
+mod checks;
 mod crash;
 mod demo;
 mod doctor;

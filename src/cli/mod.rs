@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Overrides};
 
+pub mod check;
 pub mod demo;
 pub mod doctor;
 pub mod emit_sample;
@@ -47,6 +48,8 @@ pub enum Command {
     Lake(lake::LakeArgs),
     /// Run read-only SQL over the lake: change logs, current.<schema>.<table>, as_of(...).
     Query(query::QueryArgs),
+    /// Validation jobs: check the job files, run jobs now, list them.
+    Check(check::CheckArgs),
     /// Generate a sample shop workload of attributed transactions on a source database.
     EmitSample(emit_sample::EmitSampleArgs),
     /// Show everything at once on a private PostgreSQL cluster: workload, capture into a lake,
@@ -84,6 +87,7 @@ pub enum Prepared {
     Snapshot(Box<snapshot::SnapshotCommand>),
     Lake(lake::LakeCommand),
     Query(query::Query),
+    Check(Box<check::CheckCommand>),
     EmitSample(emit_sample::EmitSample),
     Demo(demo::Demo),
 }
@@ -130,6 +134,14 @@ impl Command {
                 let cfg = Config::load(config, &overrides)?;
                 Ok(Prepared::Query(query::Query::new(args, &cfg)?))
             }
+            Command::Check(args) => {
+                let mut overrides = args.source.overrides(None);
+                overrides.lake = args.lake.clone();
+                let cfg = Config::load(config, &overrides)?;
+                Ok(Prepared::Check(Box::new(check::CheckCommand::new(
+                    args, cfg,
+                )?)))
+            }
             Command::EmitSample(args) => {
                 let cfg = Config::load(config, &args.overrides())?;
                 Ok(Prepared::EmitSample(emit_sample::EmitSample::new(
@@ -155,6 +167,7 @@ impl Prepared {
             Prepared::Snapshot(snapshot) => snapshot.run(cancel).await,
             Prepared::Lake(lake) => lake.run().await,
             Prepared::Query(query) => query.run(cancel).await,
+            Prepared::Check(check) => check.run().await,
             Prepared::EmitSample(emit) => emit.run(cancel).await,
             Prepared::Demo(demo) => demo.run(cancel).await,
         }

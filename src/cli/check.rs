@@ -1,0 +1,103 @@
+//! `walaudit check validate | run | list`: validation jobs on demand.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::checks::command as cmd;
+use crate::checks::{Job, Trigger};
+use crate::config::Config;
+
+#[derive(Clone, Debug, Args)]
+pub struct CheckArgs {
+    #[command(subcommand)]
+    pub action: CheckAction,
+    /// Directory of job files (every *.yml / *.yaml below it); default: checks.dir.
+    #[arg(long, global = true)]
+    pub checks: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: super::SourceArgs,
+    /// Lake location: a path or a file://, s3://, gs://, az:// URL.
+    #[arg(long, global = true)]
+    pub lake: Option<String>,
+}
+
+#[derive(Clone, Debug, Subcommand)]
+pub enum CheckAction {
+    /// Load every job file and report each problem with its file, line and fix (exit 1).
+    Validate,
+    /// Run jobs once now, record the runs in the lake, print the results; exit 1 when a check
+    /// is fail, error or timeout.
+    Run {
+        /// Only this job (repeatable); default: every job.
+        #[arg(long = "job")]
+        jobs: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// List the jobs: name, connection, dataset, schedule, checks, where defined.
+    List,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// A prepared `check` command.
+pub struct CheckCommand {
+    action: CheckAction,
+    config: Config,
+    jobs: Vec<Job>,
+}
+
+impl CheckCommand {
+    pub fn new(args: CheckArgs, config: Config) -> anyhow::Result<CheckCommand> {
+        let dir = cmd::checks_dir(args.checks.as_deref(), &config)?;
+        let jobs = cmd::load_jobs(&dir, &config)?;
+        Ok(CheckCommand {
+            action: args.action,
+            config,
+            jobs,
+        })
+    }
+
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self.action {
+            CheckAction::Validate => {
+                let checks: usize = self.jobs.iter().map(|j| j.checks.len()).sum();
+                println!("{} job(s), {checks} check(s): valid", self.jobs.len());
+                Ok(ExitCode::SUCCESS)
+            }
+            CheckAction::List => {
+                print!("{}", cmd::render_list(&self.jobs));
+                Ok(ExitCode::SUCCESS)
+            }
+            CheckAction::Run { jobs, format } => {
+                let selected = cmd::select(self.jobs.clone(), &jobs)?;
+                let targets = cmd::open_targets(&selected, &self.config).await?;
+                let store = cmd::open_store(&self.config).await?;
+                store.record_jobs(&self.jobs, None).await?;
+                let outcomes = cmd::run_once(
+                    &selected,
+                    &targets,
+                    Some(&store),
+                    self.config.checks.max_concurrent,
+                    Trigger::Manual,
+                )
+                .await;
+                store.record(&outcomes).await?;
+                match format {
+                    Format::Table => print!("{}", cmd::render_table(&outcomes)),
+                    Format::Json => print!("{}", cmd::render_json(&outcomes)),
+                }
+                Ok(match cmd::all_good(&outcomes) {
+                    true => ExitCode::SUCCESS,
+                    false => ExitCode::from(1),
+                })
+            }
+        }
+    }
+}
