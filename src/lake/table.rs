@@ -41,6 +41,7 @@ use super::storage::{ENGINE_DIR, LakeLocation};
 use crate::Lsn;
 use crate::backoff::Backoff;
 use crate::capture::TableInfo;
+use crate::recovery::Recovery;
 
 /// Table property: commits between checkpoints.
 pub const CHECKPOINT_INTERVAL: &str = "20";
@@ -298,7 +299,7 @@ impl LakeTable {
                 }
                 Err(e) => {
                     let e = LakeError::delta("append to", self.spec.name.clone(), e);
-                    if !e.is_transient() || attempt >= self.spec.attempts {
+                    if e.recovery() != Recovery::Retry || attempt >= self.spec.attempts {
                         return Err(e);
                     }
                     tracing::warn!(

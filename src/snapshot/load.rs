@@ -123,7 +123,9 @@ impl Loader {
                 Ok(_) => {}
                 Err(e) => {
                     tracing::error!(error = %Chain(&e), "historical load failed; retrying at the next poll");
-                    self.opts.metrics.error("snapshot", true);
+                    self.opts
+                        .metrics
+                        .error("snapshot", crate::recovery::Recovery::Retry);
                 }
             }
             tokio::select! {
