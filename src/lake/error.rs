@@ -13,6 +13,26 @@ use crate::sink::SinkError;
 pub enum LakeError {
     #[error("invalid lake location {location:?}: {reason}")]
     Location { location: String, reason: String },
+    #[error(
+        "the lake at {location} does not exist: check --lake (or WALAUDIT_LAKE), or run \
+         `walaudit run` first to capture into it"
+    )]
+    NotFound { location: String },
+    #[error("cannot list the tables of the lake at {lake}: check the location and its credentials")]
+    List {
+        lake: String,
+        #[source]
+        source: Box<deltalake::ObjectStoreError>,
+    },
+    #[error(
+        "the Delta table at {url} has an invalid {key} property ({detail}): it was not written \
+         by a compatible walaudit; move it out of the lake or fix its metadata"
+    )]
+    BadMetadata {
+        url: String,
+        key: &'static str,
+        detail: String,
+    },
     #[error("cannot {action} Delta table {table}")]
     Delta {
         action: &'static str,
