@@ -42,6 +42,7 @@ pub mod lsn;
 pub mod metrics;
 pub mod pipeline;
 pub mod query;
+pub mod recovery;
 pub mod report;
 pub mod sink;
 pub mod slot_watch;

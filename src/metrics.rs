@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use crate::recovery::Recovery;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -250,16 +252,17 @@ impl Metrics {
         }
         // Series that exist from the start read 0 instead of being absent (alerts need that).
         for stage in ["source", "decode", "capture", "sink"] {
-            for kind in ["transient", "permanent"] {
+            for kind in [Recovery::Reconnect.kind(), Recovery::Fatal.kind()] {
                 self.errors.with_label_values(&[stage, kind]);
             }
         }
     }
 
     /// Count an error of `stage`.
-    pub fn error(&self, stage: &str, transient: bool) {
-        let kind = if transient { "transient" } else { "permanent" };
-        self.errors.with_label_values(&[stage, kind]).inc();
+    pub fn error(&self, stage: &str, recovery: Recovery) {
+        self.errors
+            .with_label_values(&[stage, recovery.kind()])
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.
@@ -283,7 +286,7 @@ mod tests {
     fn every_name_is_exposed_once_with_help() {
         let m = Metrics::new();
         m.changes.with_label_values(&["public.t", "c"]).inc_by(3);
-        m.error("source", true);
+        m.error("source", Recovery::Reconnect);
         m.slot_retained_wal.with_label_values(&["s"]).set(42);
         m.slot_wal_status
             .with_label_values(&["s", "reserved"])

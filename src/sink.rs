@@ -32,13 +32,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::Lsn;
 use crate::capture::{CapturedMessage, Change, TxnMeta};
+use crate::recovery::Recovery;
 
-/// A sink failed. `transient` errors are retried by the engine after a reconnect; others stop it.
+/// A sink failed. The sink retries what it can itself (a Delta commit, `lake.commit_attempts`
+/// times); the error it returns ends the run, and [`SinkError::recovery`] says whether the
+/// failure was expected to pass (the errors metric's kind).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct SinkError {
     pub message: String,
-    pub transient: bool,
+    /// The decision of the error the sink met ([`crate::lake::LakeError::recovery`]).
+    pub recovery: Recovery,
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -47,9 +51,14 @@ impl SinkError {
     pub fn permanent(message: impl Into<String>) -> Self {
         SinkError {
             message: message.into(),
-            transient: false,
+            recovery: Recovery::Fatal,
             source: None,
         }
+    }
+
+    /// What can be done about the failure (see the field).
+    pub fn recovery(&self) -> Recovery {
+        self.recovery
     }
 }
 

@@ -36,7 +36,7 @@ impl JsonLinesSink {
     fn io_error(err: std::io::Error) -> SinkError {
         SinkError {
             message: "cannot write to standard output".into(),
-            transient: false,
+            recovery: crate::recovery::Recovery::Fatal,
             source: Some(Box::new(err)),
         }
     }

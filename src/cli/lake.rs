@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use crate::config::Config;
-use crate::lake::{LakeLocation, maintenance};
+use crate::lake::{LakeLocation, catalog, maintenance};
 
 #[derive(Clone, Debug, Args)]
 pub struct LakeArgs {
@@ -45,15 +45,22 @@ impl LakeCommand {
     }
 
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        let mut tables = maintenance::list_tables(&self.lake).await?;
+        let mut tables = catalog::list_tables(&self.lake).await?;
         if let Some(only) = &self.args.table {
-            tables.retain(|(name, _)| name == only);
+            tables.retain(|table| &table.display_name() == only);
             if tables.is_empty() {
-                anyhow::bail!("no Delta table {only} in the lake {}", self.lake.display());
+                anyhow::bail!(
+                    "no Delta table {only} in the lake {}: give `schema.table` or \
+                     `_walaudit/name` (list them with: walaudit query \"SHOW TABLES\")",
+                    self.lake.display()
+                );
             }
         }
-        for (name, url) in tables {
-            let table = maintenance::open(&self.lake, &url).await?;
+        for found in tables {
+            let name = found.display_name();
+            let Some(table) = found.open(&self.lake).await? else {
+                continue;
+            };
             match self.args.action {
                 LakeAction::Optimize => {
                     let (_, m) = maintenance::optimize(table).await?;

@@ -98,10 +98,7 @@ impl Query {
         // created by a query).
         let remote = lake.contains("://") && !lake.starts_with("file://");
         let storage_options = match remote {
-            true => {
-                let location = crate::lake::storage::LakeLocation::new(&lake, &config.lake.s3)?;
-                location.storage_options().clone()
-            }
+            true => crate::lake::LakeLocation::s3_storage_options(&lake, &config.lake.s3)?,
             false => Default::default(),
         };
         let options = LakeOptions {

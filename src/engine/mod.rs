@@ -444,7 +444,7 @@ impl Orchestrator {
             None => None,
         };
         if let Some(lost) = lost {
-            metrics.error("source", false);
+            metrics.error("source", lost.recovery());
             return Err(lost.into());
         }
         let summary = result?;

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //!  walaudit lake optimize|vacuum|checkpoint [--table s.t]  ──► every Delta table under the lake
+//!                                                             (catalog::list_tables)
 //!  LakeSink (run)  ──► optimize a change table every N commits, on the sink task
 //! ```
 //!
@@ -19,11 +20,7 @@
 use std::num::NonZeroU64;
 
 use deltalake::operations::optimize::Metrics;
-use deltalake::{DeltaResult, DeltaTable, DeltaTableBuilder};
-use url::Url;
-
-use super::LakeError;
-use super::storage::{ENGINE_DIR, LakeLocation};
+use deltalake::{DeltaResult, DeltaTable};
 
 /// Target size of compacted files.
 pub const TARGET_FILE_SIZE: u64 = 128 << 20;
@@ -44,65 +41,4 @@ pub async fn vacuum(table: DeltaTable) -> DeltaResult<(DeltaTable, usize)> {
 pub async fn checkpoint(table: &DeltaTable) -> DeltaResult<usize> {
     deltalake::checkpoints::create_checkpoint(table, None).await?;
     deltalake::checkpoints::cleanup_metadata(table, None).await
-}
-
-/// Open an existing table of the lake.
-pub async fn open(lake: &LakeLocation, url: &Url) -> Result<DeltaTable, LakeError> {
-    let name = url.to_string();
-    let table = DeltaTableBuilder::from_url(url.clone())
-        .map_err(|e| LakeError::delta("locate", name.clone(), e))?
-        .with_storage_options(lake.storage_options().clone())
-        .load()
-        .await
-        .map_err(|e| LakeError::delta("open", name, e))?;
-    Ok(table)
-}
-
-/// Every Delta table of the lake (`<schema>/<table>` and `_walaudit/<name>`), as
-/// `(name, url)` sorted by name: directories two levels down holding a `_delta_log`.
-pub async fn list_tables(lake: &LakeLocation) -> Result<Vec<(String, Url)>, LakeError> {
-    let err = |source| LakeError::delta("list", lake.display(), source);
-    let store =
-        deltalake::logstore::store_for(lake.root(), lake.storage_options().clone()).map_err(err)?;
-    let mut tables = Vec::new();
-    let top = store
-        .list_with_delimiter(None)
-        .await
-        .map_err(|e| err(deltalake::DeltaTableError::from(e)))?;
-    for schema in top.common_prefixes {
-        let Some(schema_name) = schema.filename().map(str::to_owned) else {
-            continue;
-        };
-        let inner = store
-            .list_with_delimiter(Some(&schema))
-            .await
-            .map_err(|e| err(deltalake::DeltaTableError::from(e)))?;
-        for table in inner.common_prefixes {
-            let Some(table_name) = table.filename().map(str::to_owned) else {
-                continue;
-            };
-            let log = table.clone().join("_delta_log");
-            let has_log = store
-                .list_with_delimiter(Some(&log))
-                .await
-                .is_ok_and(|l| !l.objects.is_empty());
-            if !has_log {
-                continue;
-            }
-            let (name, url) = if schema_name == ENGINE_DIR {
-                (
-                    format!("{ENGINE_DIR}/{table_name}"),
-                    lake.engine_table_url(&table_name),
-                )
-            } else {
-                (
-                    format!("{schema_name}.{table_name}"),
-                    lake.table_url(&schema_name, &table_name),
-                )
-            };
-            tables.push((name, url));
-        }
-    }
-    tables.sort();
-    Ok(tables)
 }

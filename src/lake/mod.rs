@@ -7,6 +7,9 @@
 //!                  evolve::conform ──► LakeTable::append ──► one Delta commit + txn marker
 //!                          │                                   <lake>/<schema>/<table>/
 //!                          └──► _walaudit/transactions, _walaudit/messages
+//!
+//!  LakeLocation (storage) ──► catalog: names, properties, list_tables / discover
+//!        (writer, query, maintenance, historical load)
 //! ```
 //!
 //! # Invariants
@@ -22,6 +25,7 @@ mod engine;
 mod error;
 
 pub mod batch;
+pub mod catalog;
 pub mod durable;
 pub mod evolve;
 pub mod maintenance;
@@ -35,6 +39,7 @@ pub mod table;
 pub mod widen;
 
 pub use batch::ChangeBatchBuilder;
+pub use catalog::{CatalogTable, TableKind, TableRef};
 pub use error::LakeError;
 pub use schema::{SchemaError, change_schema, messages_schema, transactions_schema};
 pub use sink::{LakeSink, LakeSinkOptions, LakeStats};

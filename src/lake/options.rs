@@ -38,7 +38,7 @@ impl LakeSinkOptions {
     }
 
     pub(super) fn app_id(&self) -> String {
-        format!("walaudit:{}", self.slot)
+        super::catalog::marker_app_id(&self.slot)
     }
 }
 

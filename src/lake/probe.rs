@@ -17,7 +17,7 @@ use deltalake::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 
 use super::LakeLocation;
-use super::storage::ENGINE_DIR;
+use super::catalog::ENGINE_DIR;
 
 /// Longest the whole probe may take (object stores retry internally for a long time).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,7 +90,8 @@ async fn probe_inner(location: &LakeLocation) -> Result<ProbeReport, ProbeError>
             source,
         }
     };
-    let store = deltalake::logstore::store_for(location.root(), location.storage_options().clone())
+    let store = location
+        .root_store()
         .map_err(|e| storage("open")(Box::new(e)))?;
     let path = Path::from(object.as_str());
     let body = format!("walaudit doctor write probe {nanos}\n");

@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use arrow_array::RecordBatch;
 
+use super::catalog::{MESSAGES_TABLE, TRANSACTIONS_TABLE};
 use super::durable::DurableTracker;
 use super::engine::{MessageRows, TxnRows};
 use super::evolve::{Diversion, conform, lake_shape};
@@ -138,8 +139,8 @@ impl LakeSink {
         let spec = |name: &str, schema| {
             engine_table_spec(&opts.lake, name, schema, &app_id, opts.commit_attempts)
         };
-        let txns = LakeTable::open(spec("transactions", transactions_schema())).await?;
-        let messages = LakeTable::open(spec("messages", messages_schema())).await?;
+        let txns = LakeTable::open(spec(TRANSACTIONS_TABLE, transactions_schema())).await?;
+        let messages = LakeTable::open(spec(MESSAGES_TABLE, messages_schema())).await?;
         tracing::info!(
             lake = %opts.lake.display(), app_id = %app_id,
             transactions_marker = ?txns.marker().complete, "lake opened"

@@ -21,7 +21,6 @@
 //! * A retried commit is never applied twice: before retrying, the stored markers are re-read and
 //!   a commit that landed despite the error counts as done.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
@@ -32,27 +31,20 @@ use deltalake::kernel::{StructType, Transaction};
 use deltalake::operations::write::SchemaMode;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use deltalake::{DeltaTable, DeltaTableError};
 use url::Url;
 
 use super::LakeError;
+use super::catalog::{
+    CHECKPOINT_INTERVAL, LOG_RETENTION, PROP_CHECKPOINT_INTERVAL, PROP_LOG_RETENTION,
+    change_table_properties, engine_table_name,
+};
 use super::schema::change_schema;
-use super::storage::{ENGINE_DIR, LakeLocation};
+use super::storage::LakeLocation;
 use crate::Lsn;
 use crate::backoff::Backoff;
 use crate::capture::TableInfo;
-
-/// Table property: commits between checkpoints.
-pub const CHECKPOINT_INTERVAL: &str = "20";
-/// Table property: how long log entries are kept once checkpointed.
-pub const LOG_RETENTION: &str = "interval 7 days";
-/// Custom table property: the source table, `schema.table`.
-pub const PROP_SOURCE_TABLE: &str = "walaudit.sourceTable";
-/// Custom table property: JSON array of the replica-identity key columns, in order.
-pub const PROP_KEY_COLUMNS: &str = "walaudit.keyColumns";
-/// Custom table property: the source table's replica identity when the table was created
-/// (`default`, `index`, `full`, `nothing`); with `full` the views treat rows as a multiset.
-pub const PROP_REPLICA_IDENTITY: &str = "walaudit.replicaIdentity";
+use crate::recovery::Recovery;
 
 /// What a table holds of the source's changes (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -98,8 +90,9 @@ enum Landed<'a> {
 /// How a table is opened: identity, schema for creation, properties.
 #[derive(Clone, Debug)]
 pub struct TableSpec {
+    /// The lake the table is in (storage options, store).
+    pub lake: LakeLocation,
     pub url: Url,
-    pub storage_options: HashMap<String, String>,
     /// Name for logs and errors (`schema.table` or `_walaudit/name`).
     pub name: String,
     pub schema: SchemaRef,
@@ -132,9 +125,10 @@ impl LakeTable {
             std::fs::create_dir_all(&path)
                 .map_err(|e| err("create", DeltaTableError::generic(e.to_string())))?;
         }
-        let mut table = DeltaTableBuilder::from_url(spec.url.clone())
+        let mut table = spec
+            .lake
+            .table_builder(&spec.url)
             .map_err(|e| err("locate", e))?
-            .with_storage_options(spec.storage_options.clone())
             .build()
             .map_err(|e| err("open", e))?;
         match table.load().await {
@@ -298,7 +292,7 @@ impl LakeTable {
                 }
                 Err(e) => {
                     let e = LakeError::delta("append to", self.spec.name.clone(), e);
-                    if !e.is_transient() || attempt >= self.spec.attempts {
+                    if e.recovery() != Recovery::Retry || attempt >= self.spec.attempts {
                         return Err(e);
                     }
                     tracing::warn!(
@@ -359,13 +353,10 @@ async fn create(table: &DeltaTable, spec: &TableSpec) -> Result<DeltaTable, Delt
     let schema: StructType = spec.schema.as_ref().try_into_kernel()?;
     let mut config: Vec<(String, Option<String>)> = vec![
         (
-            "delta.checkpointInterval".into(),
+            PROP_CHECKPOINT_INTERVAL.into(),
             Some(CHECKPOINT_INTERVAL.into()),
         ),
-        (
-            "delta.logRetentionDuration".into(),
-            Some(LOG_RETENTION.into()),
-        ),
+        (PROP_LOG_RETENTION.into(), Some(LOG_RETENTION.into())),
     ];
     config.extend(
         spec.properties
@@ -433,9 +424,9 @@ pub fn engine_table_spec(
     attempts: u32,
 ) -> TableSpec {
     TableSpec {
+        lake: lake.clone(),
         url: lake.engine_table_url(name),
-        storage_options: lake.storage_options().clone(),
-        name: format!("{ENGINE_DIR}/{name}"),
+        name: engine_table_name(name),
         schema,
         properties: Vec::new(),
         app_id: app_id.to_owned(),
@@ -450,28 +441,12 @@ pub fn change_table_spec(
     app_id: &str,
     attempts: u32,
 ) -> Result<TableSpec, LakeError> {
-    let keys: Vec<&str> = info
-        .columns
-        .iter()
-        .filter(|c| c.is_key)
-        .map(|c| c.name.as_str())
-        .collect();
     Ok(TableSpec {
+        lake: lake.clone(),
         url: lake.table_url(&info.schema, &info.name),
-        storage_options: lake.storage_options().clone(),
         name: info.qualified_name(),
         schema: change_schema(info)?,
-        properties: vec![
-            (PROP_SOURCE_TABLE.into(), info.qualified_name()),
-            (
-                PROP_KEY_COLUMNS.into(),
-                serde_json::to_string(&keys).unwrap_or_default(),
-            ),
-            (
-                PROP_REPLICA_IDENTITY.into(),
-                info.replica_identity.name().into(),
-            ),
-        ],
+        properties: change_table_properties(info),
         app_id: app_id.to_owned(),
         attempts,
     })
@@ -480,6 +455,7 @@ pub fn change_table_spec(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lake::catalog::TRANSACTIONS_TABLE;
 
     fn spec(dir: &std::path::Path) -> TableSpec {
         let lake = super::super::LakeLocation::new(
@@ -488,9 +464,9 @@ mod tests {
         )
         .unwrap();
         TableSpec {
-            url: lake.engine_table_url("transactions"),
-            storage_options: HashMap::new(),
-            name: "_walaudit/transactions".into(),
+            url: lake.engine_table_url(TRANSACTIONS_TABLE),
+            lake,
+            name: engine_table_name(TRANSACTIONS_TABLE),
             schema: super::super::transactions_schema(),
             properties: vec![("walaudit.custom".into(), "x".into())],
             app_id: "walaudit:test".into(),

@@ -44,6 +44,7 @@ use crate::Lsn;
 use crate::capture::{AssemblerConfig, CaptureError, CaptureStats};
 use crate::decode::DecodeError;
 use crate::metrics::SharedMetrics;
+use crate::recovery::Recovery;
 use crate::sink::{Sink, SinkError};
 use crate::source::{ConnParams, SourceError};
 
@@ -144,13 +145,17 @@ impl PipelineError {
         }
     }
 
-    /// Worth a reconnect and retry (the connection dropped), as opposed to a stop.
-    pub fn is_transient(&self) -> bool {
+    /// [`Recovery::Reconnect`] when the connection dropped (the retry loop connects again);
+    /// a sink failure keeps the sink's decision ([`Recovery::Retry`] for storage trouble the
+    /// sink already retried), which ends the run; anything else is [`Recovery::Fatal`].
+    pub fn recovery(&self) -> Recovery {
         match self {
-            PipelineError::Source(e) => e.is_transient(),
-            PipelineError::Sink(e) => e.transient,
-            PipelineError::StreamEnded => true,
-            _ => false,
+            PipelineError::Source(e) => e.recovery(),
+            PipelineError::Sink(e) => e.recovery(),
+            PipelineError::StreamEnded => Recovery::Reconnect,
+            PipelineError::Decode { .. }
+            | PipelineError::Capture(_)
+            | PipelineError::ShutdownTimeout(_) => Recovery::Fatal,
         }
     }
 }
@@ -176,7 +181,7 @@ pub async fn run_with<C: Connector, S: Sink + 'static>(
         .await
         .result;
     if let Err(err) = &result {
-        opts.metrics.error(err.stage(), err.is_transient());
+        opts.metrics.error(err.stage(), err.recovery());
     }
     result
 }

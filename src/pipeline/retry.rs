@@ -27,6 +27,7 @@ use super::{PipelineError, PipelineOptions, RunSummary, SINK_QUEUE_CHUNKS, SlotM
 use crate::Lsn;
 use crate::backoff::Backoff;
 use crate::capture::{Assembler, CaptureStats};
+use crate::recovery::Recovery;
 use crate::sink::Sink;
 
 /// How [`run_resilient_with`] retries transient failures (connection lost, server restarting).
@@ -78,11 +79,12 @@ pub async fn run_resilient_with<C: Connector, S: Sink + 'static>(
             Ok(summary) => return Ok(summary),
             Err(err) => err,
         };
-        opts.metrics.error(err.stage(), err.is_transient());
-        // Only source failures are retried here: they never leave part of a transaction in
-        // the sink. After a sink failure the sink's unflushed state is unknown; the run ends and
-        // the next start recovers from what the sink holds durably.
-        let retry_here = resumable && err.is_transient() && !matches!(err, PipelineError::Sink(_));
+        opts.metrics.error(err.stage(), err.recovery());
+        // Only reconnects are made here: source failures never leave part of a transaction in
+        // the sink. A sink failure is never `Reconnect` (the sink retried what it could, and
+        // its unflushed state is unknown): the run ends and the next start recovers from what
+        // the sink holds durably.
+        let retry_here = resumable && err.recovery() == Recovery::Reconnect;
         let Some(returned) = attempt.sink.filter(|_| retry_here) else {
             return Err(err);
         };

@@ -280,7 +280,7 @@ async fn a_status_error_during_a_hand_over_is_reported_after_it() {
     )
     .await;
     assert!(
-        matches!(&result, Err(PipelineError::Source(e)) if e.is_transient()),
+        matches!(&result, Err(PipelineError::Source(e)) if e.recovery() == crate::recovery::Recovery::Reconnect),
         "{result:?}"
     );
     // The transaction reached the sink whole: the error waited until it was handed over.
@@ -289,4 +289,33 @@ async fn a_status_error_during_a_hand_over_is_reported_after_it() {
     assert_eq!(stored[0].1.len(), 40);
     // Nothing was confirmed by the failed updates.
     assert_eq!(server.state().confirmed, Lsn::ZERO);
+}
+
+#[test]
+fn reconnects_only_for_the_source_and_a_lost_stream() {
+    let closed = PipelineError::Source(SourceError::Closed {
+        context: "streaming",
+    });
+    assert_eq!(closed.recovery(), Recovery::Reconnect);
+    assert_eq!(PipelineError::StreamEnded.recovery(), Recovery::Reconnect);
+    let refused = PipelineError::Source(SourceError::InvalidParams {
+        reason: "no host".into(),
+    });
+    assert_eq!(refused.recovery(), Recovery::Fatal);
+    // A sink retries storage trouble itself: its error keeps that decision (the metric's
+    // kind) but is never a reconnect, so the retry loop ends the run.
+    let storage = PipelineError::Sink(SinkError {
+        message: "writing to the lake failed".into(),
+        recovery: Recovery::Retry,
+        source: None,
+    });
+    assert_eq!(storage.recovery(), Recovery::Retry);
+    let sink = PipelineError::Sink(SinkError::permanent("disk full"));
+    assert_eq!(sink.recovery(), Recovery::Fatal);
+    let capture = PipelineError::Capture(crate::capture::CaptureError::protocol(
+        "Commit without Begin",
+    ));
+    assert_eq!(capture.recovery(), Recovery::Fatal);
+    let timeout = PipelineError::ShutdownTimeout(Duration::from_secs(60));
+    assert_eq!(timeout.recovery(), Recovery::Fatal);
 }

@@ -2,47 +2,22 @@
 
 use std::time::Duration;
 
-use deltalake::DeltaTableError;
 use deltalake::datafusion::error::DataFusionError;
+
+use crate::lake::LakeError;
 
 /// A query over the lake that could not be opened, planned or run.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error(
-        "{lake:?} is not a valid lake location: use a directory path or a URL like s3://bucket/lake"
-    )]
-    InvalidLake {
-        lake: String,
-        #[source]
-        source: Box<DeltaTableError>,
-    },
-    #[error(
         "the lake at {lake} does not exist: check --lake (or WALAUDIT_LAKE), or run `walaudit run` \
          first to capture into it"
     )]
     LakeNotFound { lake: String },
-    #[error("cannot list the tables of the lake at {lake}: check the location and its credentials")]
-    List {
-        lake: String,
-        #[source]
-        source: Box<deltalake::ObjectStoreError>,
-    },
-    #[error("cannot open the Delta table {table} at {url}")]
-    OpenTable {
-        table: String,
-        url: String,
-        #[source]
-        source: Box<DeltaTableError>,
-    },
-    #[error(
-        "the Delta table at {url} has an invalid {key} property ({detail}): it was not written \
-         by a compatible walaudit; move it out of the lake or fix its metadata"
-    )]
-    BadMetadata {
-        url: String,
-        key: &'static str,
-        detail: String,
-    },
+    /// The lake's location is invalid, or its tables cannot be listed, opened or understood
+    /// (the lake layer's message says what to do).
+    #[error(transparent)]
+    Lake(Box<LakeError>),
     #[error(
         "table {table} is not in the lake at {lake}: has `walaudit run` captured it? (list the \
          lake's tables with: walaudit query \"SHOW TABLES\")"
@@ -102,6 +77,15 @@ impl QueryError {
             }
         }
         QueryError::DataFusion(Box::new(err))
+    }
+}
+
+impl From<LakeError> for QueryError {
+    fn from(err: LakeError) -> Self {
+        match err {
+            LakeError::NotFound { location } => QueryError::LakeNotFound { lake: location },
+            other => QueryError::Lake(Box::new(other)),
+        }
     }
 }
 

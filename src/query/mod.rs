@@ -25,7 +25,6 @@
 mod error;
 mod functions;
 pub mod images;
-mod lake;
 mod output;
 mod views;
 
@@ -47,9 +46,17 @@ use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures_util::TryStreamExt;
 
+/// The folder of the engine's own tables (its SQL schema).
+pub use crate::lake::catalog::ENGINE_DIR as ENGINE_SCHEMA;
+/// Delta property: JSON array of the key column names, in key order.
+pub use crate::lake::catalog::PROP_KEY_COLUMNS as KEY_COLUMNS_KEY;
+/// Delta property: `schema.table` of the source table a change table captures.
+pub use crate::lake::catalog::PROP_SOURCE_TABLE as SOURCE_TABLE_KEY;
+pub use crate::lake::catalog::TableKind;
+use crate::lake::catalog::{self, LOADS_TABLE};
+use crate::lake::storage::LakeLocation;
 pub use error::QueryError;
 pub use functions::{lsn_udf, pg_lsn_udf};
-pub use lake::{ENGINE_SCHEMA, KEY_COLUMNS_KEY, SOURCE_TABLE_KEY, TableKind};
 pub use output::{OutputFormat, ResultWriter};
 pub use views::{AS_OF, quote_ident};
 
@@ -59,8 +66,6 @@ pub const LAKE_CATALOG: &str = "lake";
 pub const CURRENT_CATALOG: &str = "current";
 /// The default schema for unqualified table names.
 pub const DEFAULT_SCHEMA: &str = "public";
-/// The engine table of historical loads (`_walaudit/snapshots`).
-const LOADS_TABLE: &str = "snapshots";
 /// Default size of the session's memory pool.
 pub const DEFAULT_MEMORY_LIMIT: usize = 1 << 30;
 
@@ -123,11 +128,13 @@ impl std::fmt::Debug for LakeQuery {
 
 impl LakeQuery {
     /// Opens the lake at `lake` (a path, `file://`, or an object-store URL) and registers its
-    /// tables, views and functions.
+    /// tables, views and functions. A local lake must exist ([`QueryError::LakeNotFound`]).
     pub async fn open(lake: &str, options: LakeOptions) -> Result<LakeQuery, QueryError> {
-        let mut location = lake::LakeLocation::parse(lake, options.storage_options)?;
-        location.object_store = options.object_store;
-        let found = lake::discover(&location).await?;
+        let mut location = LakeLocation::existing(lake, options.storage_options)?;
+        if let Some(store) = options.object_store {
+            location = location.with_object_store(store);
+        }
+        let found = catalog::discover(&location).await?;
 
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(options.memory_limit, 1.0)

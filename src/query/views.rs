@@ -30,7 +30,7 @@ use deltalake::datafusion::logical_expr::{Expr, LogicalPlan};
 
 use super::QueryError;
 use super::images::{ImageSpec, ImageTable};
-use super::lake::LakeTable;
+use crate::lake::CatalogTable;
 
 /// Name of the table function.
 pub const AS_OF: &str = "as_of";
@@ -40,7 +40,7 @@ pub use crate::source::quote_ident;
 
 /// The SQL of the change log of `table` in fold order (see [`super::images`]), read from
 /// `catalog`; with `cutoff`, only changes committed at or before the `$1` placeholder.
-pub fn changes_sql(catalog: &str, table: &LakeTable, cutoff: bool) -> String {
+pub fn changes_sql(catalog: &str, table: &CatalogTable, cutoff: bool) -> String {
     let source = format!(
         "{}.{}.{}",
         quote_ident(catalog),
@@ -81,7 +81,7 @@ pub fn changes_sql(catalog: &str, table: &LakeTable, cutoff: bool) -> String {
 
 /// What the fold needs to know about `table`; `load_starts` are the first consistent points of
 /// its finished historical loads.
-pub fn image_spec(table: &LakeTable, load_starts: Vec<i64>) -> ImageSpec {
+pub fn image_spec(table: &CatalogTable, load_starts: Vec<i64>) -> ImageSpec {
     ImageSpec {
         source_columns: table.source_columns.clone(),
         key_columns: table.key_columns.clone(),

@@ -23,8 +23,9 @@ use super::catalog::{SourceTable, describe};
 use super::plan::{Chunk, plan};
 use super::progress::{Display, Progress};
 use super::record::{ChunkRecord, LoadKind, LoadLog, LoadRecord, now_micros};
-use super::worker::{self, Context, Event, Job, chunk_app_id};
+use super::worker::{self, Context, Event, Job};
 use crate::config::CopyFormat;
+use crate::lake::catalog::{chunk_app_id, marker_app_id};
 use crate::lake::sink::{change_table_spec, engine_table_spec};
 use crate::lake::storage::LakeLocation;
 use crate::lake::table::LakeTable;
@@ -123,7 +124,9 @@ impl Loader {
                 Ok(_) => {}
                 Err(e) => {
                     tracing::error!(error = %Chain(&e), "historical load failed; retrying at the next poll");
-                    self.opts.metrics.error("snapshot", true);
+                    self.opts
+                        .metrics
+                        .error("snapshot", crate::recovery::Recovery::Retry);
                 }
             }
             tokio::select! {
@@ -352,7 +355,7 @@ impl Loader {
         works: &mut [Work],
         cancel: &CancellationToken,
     ) -> Result<bool, SnapshotError> {
-        let app_id = format!("walaudit:{}", self.opts.slot);
+        let app_id = marker_app_id(&self.opts.slot);
         let metrics = Arc::clone(&self.opts.metrics);
         let mut jobs: VecDeque<Job> = VecDeque::new();
         let mut counts: Vec<Job> = Vec::new();
@@ -566,9 +569,9 @@ impl Loader {
 pub async fn stream_started(opts: &LoadOptions) -> Result<bool, SnapshotError> {
     let spec = engine_table_spec(
         &opts.lake,
-        "transactions",
+        crate::lake::catalog::TRANSACTIONS_TABLE,
         crate::lake::transactions_schema(),
-        &format!("walaudit:{}", opts.slot),
+        &marker_app_id(&opts.slot),
         opts.commit_attempts,
     );
     let marker = LakeTable::open(spec).await?.marker();

@@ -25,8 +25,7 @@ use crate::lake::sink::engine_table_spec;
 use crate::lake::storage::LakeLocation;
 use crate::lake::table::LakeTable;
 
-pub const LOADS_TABLE: &str = "snapshots";
-pub const CHUNKS_TABLE: &str = "snapshot_chunks";
+use crate::lake::catalog::{CHUNKS_TABLE, LOAD_LOG_APP_ID, LOADS_TABLE};
 
 /// Why a table is being loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,9 +142,8 @@ pub struct LoadLog {
 
 impl LoadLog {
     pub async fn open(lake: &LakeLocation, attempts: u32) -> Result<LoadLog, SnapshotError> {
-        let spec = |name: &str, schema| {
-            engine_table_spec(lake, name, schema, "walaudit-snapshot-log", attempts)
-        };
+        let spec =
+            |name: &str, schema| engine_table_spec(lake, name, schema, LOAD_LOG_APP_ID, attempts);
         Ok(LoadLog {
             loads: LakeTable::open(spec(LOADS_TABLE, loads_schema())).await?,
             chunks: LakeTable::open(spec(CHUNKS_TABLE, chunks_schema())).await?,

@@ -21,6 +21,7 @@ use crate::Lsn;
 use crate::config::CopyFormat;
 use crate::decode::Cell;
 use crate::decode::binary::{BinaryKind, binary_kind};
+use crate::lake::catalog::chunk_app_id;
 use crate::lake::evolve::{conform, lake_shape};
 use crate::lake::read_batch::ReadBatchBuilder;
 use crate::lake::sink::change_table_spec;
@@ -137,11 +138,6 @@ pub struct Context {
     pub metrics: SharedMetrics,
     pub consistent_point: Lsn,
     pub taken_at_micros: i64,
-}
-
-/// The app id a chunk's commit carries.
-pub fn chunk_app_id(load_id: &str, chunk: u32) -> String {
-    format!("walaudit-snapshot:{load_id}:{chunk}")
 }
 
 /// Runs jobs from `queue` until it is empty.

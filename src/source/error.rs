@@ -1,9 +1,9 @@
 //! Errors of the replication source, split by consequence.
 //!
-//! * **Transient** ([`SourceError::is_transient`] is true): the connection was lost, the server
+//! * [`Recovery::Reconnect`] ([`SourceError::recovery`]): the connection was lost, the server
 //!   is restarting or busy, the slot is still held by a dying session. The engine reconnects
 //!   with backoff and resumes from the confirmed position; nothing is lost.
-//! * **Permanent**: configuration, authentication, privileges, a missing or unusable slot or
+//! * [`Recovery::Fatal`]: configuration, authentication, privileges, a missing or unusable slot or
 //!   publication, a protocol violation. Retrying cannot help; the message says what to do.
 //!
 //! Server errors keep the server's own message as the `source` of the chain (see
@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio_postgres::error::SqlState;
 
 use super::params::SslMode;
+use crate::recovery::Recovery;
 
 /// An `ErrorResponse` (or `NoticeResponse`) from the server, with the fields we use.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -30,13 +31,14 @@ pub struct ServerError {
 }
 
 impl ServerError {
-    /// Errors worth a reconnect: connection exceptions, server shutdown or start-up, too many
-    /// connections, an object (slot) still in use, serialization failures.
-    pub fn is_transient(&self) -> bool {
+    /// [`Recovery::Reconnect`] for connection exceptions, server shutdown or start-up, too many
+    /// connections, an object (slot) still in use, serialization failures; else
+    /// [`Recovery::Fatal`].
+    pub fn recovery(&self) -> Recovery {
         let state = self.state();
         // Classes 08 (connection exception) and 57P (operator intervention: shutdown,
         // crash, cannot connect now) as a whole.
-        self.code.starts_with("08")
+        let passes = self.code.starts_with("08")
             || self.code.starts_with("57P")
             || [
                 SqlState::TOO_MANY_CONNECTIONS,
@@ -45,7 +47,12 @@ impl ServerError {
                 SqlState::T_R_DEADLOCK_DETECTED,
                 SqlState::QUERY_CANCELED,
             ]
-            .contains(&state)
+            .contains(&state);
+        if passes {
+            Recovery::Reconnect
+        } else {
+            Recovery::Fatal
+        }
     }
 
     /// The SQLSTATE, for matching against [`SqlState`]'s constants.
@@ -374,25 +381,28 @@ fn wal_level_fix(server: &ServerError) -> &'static str {
 }
 
 impl SourceError {
-    /// True when a reconnect with backoff can succeed without anyone changing anything.
-    pub fn is_transient(&self) -> bool {
+    /// [`Recovery::Reconnect`] when a reconnect with backoff can succeed without anyone
+    /// changing anything; else [`Recovery::Fatal`].
+    pub fn recovery(&self) -> Recovery {
         match self {
             SourceError::Unreachable { .. }
             | SourceError::ConnectTimeout { .. }
             | SourceError::Io { .. }
             | SourceError::Closed { .. }
-            | SourceError::SlotInUse { .. } => true,
-            SourceError::Server { server, .. } => server.is_transient(),
+            | SourceError::SlotInUse { .. } => Recovery::Reconnect,
+            SourceError::Server { server, .. } => server.recovery(),
             SourceError::Sql { source, .. } => match source.as_db_error() {
-                Some(db) => ServerError::from(db).is_transient(),
-                // Not a server error: transient when the connection broke, permanent for
-                // client-side refusals (configuration, type mismatches).
-                None => {
-                    source.is_closed()
-                        || std::error::Error::source(source).is_some_and(|s| s.is::<io::Error>())
+                Some(db) => ServerError::from(db).recovery(),
+                // Not a server error: the connection broke, or a client-side refusal
+                // (configuration, type mismatches).
+                None if source.is_closed()
+                    || std::error::Error::source(source).is_some_and(|s| s.is::<io::Error>()) =>
+                {
+                    Recovery::Reconnect
                 }
+                None => Recovery::Fatal,
             },
-            _ => false,
+            _ => Recovery::Fatal,
         }
     }
 

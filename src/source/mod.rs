@@ -24,7 +24,7 @@
 //! * Nothing here confirms a position on its own: [`ReplicationStream::send_status`] reports
 //!   exactly what the caller passes.
 //! * Frame payloads are zero-copy; reading is cancel-safe; absurd lengths (> 1 GiB) are errors.
-//! * Errors are split by consequence ([`SourceError::is_transient`]); permanent ones carry the
+//! * Errors are split by consequence ([`SourceError::recovery`]); permanent ones carry the
 //!   fix. Passwords never reach `Debug`, `Display` or logs.
 
 pub mod conn;

@@ -208,7 +208,7 @@ mod tests {
                 .unwrap();
         let err = connect(&params).await.unwrap_err();
         assert!(matches!(err, SourceError::Unreachable { .. }), "{err:?}");
-        assert!(err.is_transient());
+        assert_eq!(err.recovery(), crate::recovery::Recovery::Reconnect);
         assert_eq!(
             err.to_string(),
             format!(

@@ -1,4 +1,5 @@
 use super::*;
+use crate::recovery::Recovery;
 
 fn server(code: &str, message: &str) -> ServerError {
     ServerError {
@@ -31,7 +32,7 @@ fn sqlstates_map_to_precise_errors_with_hints() {
         e.to_string()
             .contains("check the user and password in --source")
     );
-    assert!(!e.is_transient());
+    assert_eq!(e.recovery(), Recovery::Fatal);
 
     let e = map_server_error(server("42704", "no slot"), &ctx(Some("s1")));
     assert!(
@@ -44,8 +45,9 @@ fn sqlstates_map_to_precise_errors_with_hints() {
     assert!(matches!(e, SourceError::SlotExists { .. }));
 
     let e = map_server_error(server("55006", "active for PID 1"), &ctx(Some("s1")));
-    assert!(
-        e.is_transient(),
+    assert_eq!(
+        e.recovery(),
+        Recovery::Reconnect,
         "a slot held by a dying session frees itself"
     );
 
@@ -98,7 +100,11 @@ fn invalidated_slot_is_permanent_with_the_recovery_steps() {
     for err in [invalidated, removed] {
         let e = map_server_error(err, &ctx(Some("s1")));
         assert!(matches!(e, SourceError::SlotLost { .. }), "{e:?}");
-        assert!(!e.is_transient(), "retrying cannot bring the WAL back");
+        assert_eq!(
+            e.recovery(),
+            Recovery::Fatal,
+            "retrying cannot bring the WAL back"
+        );
         let msg = e.to_string();
         assert!(msg.contains("pg_drop_replication_slot('s1')"), "{msg}");
         assert!(msg.contains("re-snapshot"), "{msg}");
@@ -117,15 +123,63 @@ fn invalidated_slot_is_permanent_with_the_recovery_steps() {
 }
 
 #[test]
-fn transient_by_sqlstate() {
+fn recovery_by_sqlstate() {
     let e = map_server_error(server("57P01", "terminating connection"), &ctx(None));
-    assert!(e.is_transient());
+    assert_eq!(e.recovery(), Recovery::Reconnect);
     let e = map_server_error(server("XX000", "internal"), &ctx(None));
-    assert!(!e.is_transient());
+    assert_eq!(e.recovery(), Recovery::Fatal);
     let e = SourceError::Closed {
         context: "streaming",
     };
-    assert!(e.is_transient());
+    assert_eq!(e.recovery(), Recovery::Reconnect);
+    // Whole classes 08 and 57P, and single states of other classes, pass with a reconnect.
+    for state in [
+        SqlState::CONNECTION_FAILURE,
+        SqlState::CONNECTION_EXCEPTION,
+        SqlState::ADMIN_SHUTDOWN,
+        SqlState::CANNOT_CONNECT_NOW,
+        SqlState::TOO_MANY_CONNECTIONS,
+        SqlState::OBJECT_IN_USE,
+        SqlState::T_R_SERIALIZATION_FAILURE,
+        SqlState::T_R_DEADLOCK_DETECTED,
+        SqlState::QUERY_CANCELED,
+    ] {
+        let e = server(state.code(), "passes");
+        assert_eq!(e.recovery(), Recovery::Reconnect, "{}", state.code());
+    }
+    for state in [
+        SqlState::INVALID_PASSWORD,
+        SqlState::INSUFFICIENT_PRIVILEGE,
+        SqlState::UNDEFINED_OBJECT,
+        SqlState::DUPLICATE_OBJECT,
+        SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+        SqlState::INTERNAL_ERROR,
+        SqlState::DISK_FULL,
+    ] {
+        let e = server(state.code(), "stays");
+        assert_eq!(e.recovery(), Recovery::Fatal, "{}", state.code());
+        let e = SourceError::Server {
+            command: "run a command".into(),
+            server: Box::new(server(state.code(), "stays")),
+        };
+        assert_eq!(e.recovery(), Recovery::Fatal, "{}", state.code());
+    }
+    let e = SourceError::Io {
+        context: "reading from the server",
+        source: std::io::Error::new(std::io::ErrorKind::ConnectionReset, "gone"),
+    };
+    assert_eq!(e.recovery(), Recovery::Reconnect);
+    let e = SourceError::SlotInUse {
+        slot: "s1".into(),
+        server: None,
+    };
+    assert_eq!(e.recovery(), Recovery::Reconnect);
+    let e = SourceError::InvalidParams {
+        reason: "no host".into(),
+    };
+    assert_eq!(e.recovery(), Recovery::Fatal);
+    let e = SourceError::protocol("streaming", "unexpected message");
+    assert_eq!(e.recovery(), Recovery::Fatal);
 }
 
 #[test]
