@@ -30,12 +30,12 @@ use crate::lake::LakeError;
 use crate::lake::storage::LakeLocation;
 use crate::lake::table::{LakeTable, engine_table_spec};
 
-pub const JOBS_TABLE: &str = "jobs";
-pub const RUNS_TABLE: &str = "check_runs";
-pub const RESULTS_TABLE: &str = "check_results";
+pub use crate::lake::catalog::{
+    CHECK_RESULTS_TABLE as RESULTS_TABLE, CHECK_RUNS_TABLE as RUNS_TABLE, JOBS_TABLE,
+};
 /// How far back the index keeps values for anomaly checks.
 pub const KEEP_HISTORY: Duration = Duration::from_secs(90 * 86_400);
-const APP_ID: &str = "walaudit-checks";
+use crate::lake::catalog::CHECKS_APP_ID as APP_ID;
 
 fn ts() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
@@ -353,7 +353,7 @@ async fn scan(table: &LakeTable) -> Result<Vec<RecordBatch>, LakeError> {
 
 fn arrow(table: &'static str) -> impl Fn(arrow_schema::ArrowError) -> LakeError {
     move |source| LakeError::Arrow {
-        table: format!("{}/{table}", crate::lake::storage::ENGINE_DIR),
+        table: format!("{}/{table}", crate::lake::catalog::ENGINE_DIR),
         source,
     }
 }

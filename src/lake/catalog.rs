@@ -41,6 +41,14 @@ pub const MESSAGES_TABLE: &str = "messages";
 pub const LOADS_TABLE: &str = "snapshots";
 /// Engine table: the chunk plans of historical loads (spec in `snapshot::record`).
 pub const CHUNKS_TABLE: &str = "snapshot_chunks";
+/// `_walaudit/jobs`: every version of every validation job definition.
+pub const JOBS_TABLE: &str = "jobs";
+/// `_walaudit/check_runs`: one row per validation run.
+pub const CHECK_RUNS_TABLE: &str = "check_runs";
+/// `_walaudit/check_results`: one row per check of a run.
+pub const CHECK_RESULTS_TABLE: &str = "check_results";
+/// Delta app id of the validation history commits.
+pub const CHECKS_APP_ID: &str = "walaudit-checks";
 
 /// Delta property: commits between checkpoints.
 pub const PROP_CHECKPOINT_INTERVAL: &str = "delta.checkpointInterval";
