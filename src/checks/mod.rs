@@ -1,0 +1,3 @@
+//! Validation jobs (data-quality checks).
+
+pub mod schedule;
