@@ -46,8 +46,11 @@ pub fn pg_now_micros() -> i64 {
 /// * [`WallClock::following_tokio`] is `base` plus the time elapsed on tokio's clock since the
 ///   call: under paused time (`#[tokio::test(start_paused = true)]`) it advances exactly as
 ///   tokio's timers do, so a test drives wall-clock schedules with `tokio::time::advance`.
-/// * `instant_at(t)` for a `t` already past is "now"; `now()` never goes backwards for the
-///   tokio-following clock.
+/// * `instant_at(t)` for a `t` already past is a past instant (due at once); `now()` never
+///   goes backwards for the tokio-following clock.
+/// * A step of the system clock while a timer sleeps is seen when it wakes: a step back makes
+///   it sleep again, a step forward makes it wake late by the step (slewing, as NTP does,
+///   moves tokio's clock too and needs nothing).
 #[derive(Clone, Copy, Debug)]
 pub struct WallClock {
     kind: ClockKind,

@@ -162,6 +162,8 @@ impl SchedulerHandle {
 ///   dispatching; runs may go on for [`SchedulerOptions::grace`], then are dropped.
 ///   [`Scheduler::stopped`] returns when no task of the scheduler is left.
 /// * Requests through a [`SchedulerHandle`] after that fail with [`HandleError::Stopped`].
+/// * A `Scheduler` dropped without [`Scheduler::stopped`] still stops: its loop winds down in
+///   the background within the grace period; await `stopped` to know it is over.
 #[derive(Debug)]
 pub struct Scheduler {
     handle: SchedulerHandle,

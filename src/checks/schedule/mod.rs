@@ -23,8 +23,13 @@
 //!   run per job); a tick while a run already waits is recorded `skipped`.
 //! * Every run ends by [`SchedulerOptions::hard_kill`]: its future is dropped and the run is
 //!   recorded `timeout`.
-//! * A run missed while the engine was down runs once at start, with the latest missed time;
-//!   a job whose upstream's latest run is not pass or warn is recorded `blocked`, not run.
+//! * A run missed while the engine was down runs once at start, with the latest missed time
+//!   (from [`History::last_scheduled`]; a job without a recorded run just waits for its next
+//!   time).
+//! * Gates are read when a run would start: a job with an upstream (`depends_on`) whose latest
+//!   run is not pass or warn, or that has no run yet, is recorded `blocked` and not run (so a
+//!   job downstream of a blocked one is blocked too). Triggered runs queue and gate like
+//!   scheduled ones.
 //! * Every task belongs to the scheduler: on cancellation it stops dispatching, lets running
 //!   runs end until [`SchedulerOptions::grace`], then drops them, and only then returns.
 //! * Logs name jobs, connections and times, never SQL text or values.

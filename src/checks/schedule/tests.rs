@@ -392,3 +392,103 @@ fn options_with_a_cap_of_zero_are_refused() {
     let labels: Vec<_> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
     assert_eq!(labels, crate::metrics::CHECK_RUN_STATUSES);
 }
+
+/// Runs `expr` in Europe/Berlin from `from` to `to` and returns the UTC start times.
+async fn daily_runs(expr: &str, from: &str, to: &str) -> Vec<String> {
+    let mut j = job("dst", None, "lake");
+    j.schedule = Some(Schedule::parse(expr, Some("Europe/Berlin")).unwrap());
+    let rig = start(vec![j], History::default(), options(4, 2), from, PASS_1S);
+    until(&rig, to).await;
+    rig.fake
+        .started()
+        .into_iter()
+        .map(|(_, at, now)| {
+            assert_eq!(at, now);
+            at.to_rfc3339()
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_daily_0230_job_runs_once_on_both_dst_change_days() {
+    // 2026-03-29: 02:00 CET jumps to 03:00 CEST; no 02:30, the run is at 03:00 CEST.
+    assert_eq!(
+        daily_runs("30 2 * * *", "2026-03-27T12:00:00Z", "2026-03-30T12:00:00Z").await,
+        [
+            "2026-03-28T01:30:00+00:00",
+            "2026-03-29T01:00:00+00:00",
+            "2026-03-30T00:30:00+00:00"
+        ]
+    );
+    // 2026-10-25: 03:00 CEST goes back to 02:00 CET; 02:30 happens twice, the job runs once.
+    assert_eq!(
+        daily_runs("30 2 * * *", "2026-10-23T12:00:00Z", "2026-10-26T12:00:00Z").await,
+        [
+            "2026-10-24T00:30:00+00:00",
+            "2026-10-25T00:30:00+00:00",
+            "2026-10-26T01:30:00+00:00"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_run_is_recorded_as_error_and_frees_its_slot() {
+    let mut downstream = job("down", None, "source");
+    downstream.depends_on = vec!["panics".into()];
+    let rig = start(
+        vec![job("panics", None, "source"), downstream],
+        History {
+            last_scheduled: HashMap::new(),
+            latest_status: HashMap::from([("panics".to_owned(), RunStatus::Pass)]),
+        },
+        options(1, 1),
+        "2026-06-01T01:00:00Z",
+        PASS_1S,
+    );
+    let h = &rig.handle;
+    assert_eq!(
+        h.trigger_now("panics", Trigger::Api).await,
+        Ok(Triggered::Queued)
+    );
+    settle().await;
+    let what: Vec<_> = rig.fake.of("panics").into_iter().map(|e| e.what).collect();
+    assert_eq!(what, [What::Recorded(RunStatus::Error)]);
+    assert_eq!(h.stats().running, 0);
+    assert_eq!(
+        rig.metrics.check_runs.with_label_values(&["error"]).get(),
+        1
+    );
+    // Its latest status is now `error`: the downstream job is blocked.
+    h.trigger_now("down", Trigger::Manual).await.unwrap();
+    settle().await;
+    let what: Vec<_> = rig.fake.of("down").into_iter().map(|e| e.what).collect();
+    assert_eq!(what, [What::Recorded(RunStatus::Blocked)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_run_moves_with_its_job_to_another_connection() {
+    let ten_min = Plan {
+        takes: Some(Duration::from_secs(600)),
+        status: RunStatus::Pass,
+    };
+    let jobs = vec![job("a", None, "source"), job("b", None, "source")];
+    let rig = start(
+        jobs,
+        History::default(),
+        options(4, 1),
+        "2026-06-01T01:00:00Z",
+        ten_min,
+    );
+    let h = &rig.handle;
+    h.trigger_now("a", Trigger::Api).await.unwrap();
+    h.trigger_now("b", Trigger::Api).await.unwrap();
+    settle().await;
+    assert_eq!((h.stats().running, h.queue_depth()), (1, 1));
+    // `b` waits for the one source slot; moved to the lake, it starts at once.
+    rig.fake.connection("b", "lake");
+    h.upsert(job("b", None, "lake")).await.unwrap();
+    settle().await;
+    assert_eq!((h.stats().running, h.queue_depth()), (2, 0));
+    let started: Vec<_> = rig.fake.started().into_iter().map(|(n, ..)| n).collect();
+    assert_eq!(started, ["a", "b"]);
+}

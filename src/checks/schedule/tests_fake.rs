@@ -205,6 +205,10 @@ impl Fake {
 impl JobRunner for Fake {
     async fn run(&self, job: &str, scheduled_at: DateTime<Utc>, trigger: Trigger) -> RunStatus {
         self.calls.fetch_add(1, Ordering::Relaxed);
+        assert!(
+            !job.starts_with("panics"),
+            "the fake runner panics for {job}"
+        );
         let plan = self
             .plans
             .lock()
