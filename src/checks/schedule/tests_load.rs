@@ -9,11 +9,11 @@ use super::*;
 
 #[tokio::test(start_paused = true)]
 async fn fifty_due_jobs_run_within_the_total_and_source_caps_in_schedule_order() {
-    // Due at 01:00:00, :10 and :20; even jobs on `source`, odd ones on `lake`.
+    // Due at 01:00:00, :10 and :20; 30 jobs on `source`, 20 on `lake`.
     let jobs: Vec<_> = (0..50)
         .map(|i| {
             let schedule = format!("{} 0 1 * * *", (i % 3) * 10);
-            let connection = if i % 2 == 0 { "source" } else { "lake" };
+            let connection = if i % 5 < 3 { "source" } else { "lake" };
             job(&format!("j{i:02}"), Some(&schedule), connection)
         })
         .collect();
@@ -55,7 +55,7 @@ async fn fifty_due_jobs_run_within_the_total_and_source_caps_in_schedule_order()
     names.dedup();
     assert_eq!(names.len(), 50, "each job ran once");
     // On each connection, runs start by scheduled time, then job name.
-    for connection in ["source", "lake"] {
+    for (connection, runs) in [("source", 30), ("lake", 20)] {
         let order: Vec<_> = started
             .iter()
             .filter(|(name, ..)| connection_of[name] == connection)
@@ -64,7 +64,7 @@ async fn fifty_due_jobs_run_within_the_total_and_source_caps_in_schedule_order()
         let mut sorted = order.clone();
         sorted.sort();
         assert_eq!(order, sorted, "{connection}");
-        assert_eq!(order.len(), 25);
+        assert_eq!(order.len(), runs);
     }
     // The first four: the earliest keys, source held to two.
     let first: Vec<_> = started[..4].iter().map(|(n, ..)| n.as_str()).collect();
@@ -119,5 +119,7 @@ async fn ten_thousand_jobs_due_in_one_minute_are_dispatched_with_constant_work_e
     // One upsert, one timer pop and one dispatch per job: no scan of all jobs per tick.
     assert!(stats.steps <= 3 * N as u64 + 100, "{stats:?}");
     assert!(stats.wakeups <= 2 * N as u64 + 100, "{stats:?}");
+    // About a second in a debug build; a scan of all jobs per wake-up (10^8 visits) is not.
+    assert!(took < Duration::from_secs(30), "{took:?}");
     eprintln!("10,000 jobs dispatched in {took:?} of wall time: {stats:?}");
 }
