@@ -24,6 +24,7 @@
 //! * [`sql`]: the read-only query seam (deadline, limits, Arrow results) over the lake, a
 //!   Postgres connection, or memory, for checks and reconciliation.
 //! * [`demo`]: the sample shop workload and the private cluster of `walaudit demo`.
+//! * [`checks`]: validation jobs; [`checks::schedule`] runs them on their cron schedules.
 //! * [`slot_watch`]: the slot's retained WAL and `wal_status` while the engine runs.
 
 pub mod api;

@@ -64,6 +64,25 @@ pub const SNAPSHOT_ROWS_EXPECTED: &str = "walaudit_snapshot_rows_expected";
 pub const SNAPSHOT_CHUNKS_TOTAL: &str = "walaudit_snapshot_chunks_total";
 /// Tables whose historical load is running.
 pub const SNAPSHOT_TABLES_RUNNING: &str = "walaudit_snapshot_tables_running";
+/// Validation-job runs by `status` (pass, warn, fail, error, timeout, blocked, skipped): every
+/// run the scheduler started or recorded without running it.
+pub const CHECK_RUNS_TOTAL: &str = "walaudit_check_runs_total";
+/// Duration of the validation-job runs the scheduler started (a run killed at the hard
+/// deadline counts with that deadline).
+pub const CHECK_RUN_SECONDS: &str = "walaudit_check_run_duration_seconds";
+/// Validation-job runs that are due and wait for a free slot (the total or their connection's
+/// cap is reached).
+pub const CHECK_QUEUE_DEPTH: &str = "walaudit_check_queue_depth";
+/// Validation jobs with a due run not started yet: waiting for a slot, or for their own
+/// previous run to end.
+pub const CHECK_OVERDUE_JOBS: &str = "walaudit_check_overdue_jobs";
+/// Validation-job runs running now.
+pub const CHECK_RUNS_RUNNING: &str = "walaudit_check_runs_running";
+
+/// The `status` values of [`CHECK_RUNS_TOTAL`], each a series from the start.
+pub const CHECK_RUN_STATUSES: [&str; 7] = [
+    "pass", "warn", "fail", "error", "timeout", "blocked", "skipped",
+];
 
 /// Every metric of one engine, registered in its own registry.
 #[derive(Clone, Debug)]
@@ -90,6 +109,11 @@ pub struct Metrics {
     pub snapshot_rows_expected: IntGaugeVec,
     pub snapshot_chunks: IntCounterVec,
     pub snapshot_tables_running: IntGauge,
+    pub check_runs: IntCounterVec,
+    pub check_run_seconds: Histogram,
+    pub check_queue_depth: IntGauge,
+    pub check_overdue_jobs: IntGauge,
+    pub check_runs_running: IntGauge,
 }
 
 impl Default for Metrics {
@@ -209,6 +233,34 @@ impl Metrics {
                 "tables whose historical load runs",
             ))
             .expect("valid metric"),
+            check_runs: IntCounterVec::new(
+                help(CHECK_RUNS_TOTAL, "validation-job runs by status"),
+                &["status"],
+            )
+            .expect("valid metric"),
+            check_run_seconds: Histogram::with_opts(
+                HistogramOpts::new(CHECK_RUN_SECONDS, "duration of validation-job runs").buckets(
+                    vec![
+                        0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0,
+                    ],
+                ),
+            )
+            .expect("valid metric"),
+            check_queue_depth: IntGauge::with_opts(help(
+                CHECK_QUEUE_DEPTH,
+                "due validation-job runs waiting for a slot",
+            ))
+            .expect("valid metric"),
+            check_overdue_jobs: IntGauge::with_opts(help(
+                CHECK_OVERDUE_JOBS,
+                "validation jobs with a due run not started",
+            ))
+            .expect("valid metric"),
+            check_runs_running: IntGauge::with_opts(help(
+                CHECK_RUNS_RUNNING,
+                "validation-job runs running",
+            ))
+            .expect("valid metric"),
             registry,
         };
         m.register_all();
@@ -238,6 +290,11 @@ impl Metrics {
             Box::new(self.snapshot_rows_expected.clone()),
             Box::new(self.snapshot_chunks.clone()),
             Box::new(self.snapshot_tables_running.clone()),
+            Box::new(self.check_runs.clone()),
+            Box::new(self.check_run_seconds.clone()),
+            Box::new(self.check_queue_depth.clone()),
+            Box::new(self.check_overdue_jobs.clone()),
+            Box::new(self.check_runs_running.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for c in collectors {
@@ -255,6 +312,9 @@ impl Metrics {
             for kind in [Recovery::Reconnect.kind(), Recovery::Fatal.kind()] {
                 self.errors.with_label_values(&[stage, kind]);
             }
+        }
+        for status in CHECK_RUN_STATUSES {
+            self.check_runs.with_label_values(&[status]);
         }
     }
 
@@ -305,6 +365,11 @@ mod tests {
             LAKE_COMMIT_SECONDS,
             SLOT_RETAINED_WAL_BYTES,
             SLOT_WAL_STATUS,
+            CHECK_RUNS_TOTAL,
+            CHECK_RUN_SECONDS,
+            CHECK_QUEUE_DEPTH,
+            CHECK_OVERDUE_JOBS,
+            CHECK_RUNS_RUNNING,
         ] {
             assert_eq!(
                 text.matches(&format!("# TYPE {name} ")).count(),
@@ -318,6 +383,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("walaudit_errors_total{kind=\"transient\",stage=\"source\"} 1"));
+        assert!(text.contains("walaudit_check_runs_total{status=\"blocked\"} 0"));
         assert!(
             text.contains("process_resident_memory_bytes"),
             "process metrics"

@@ -16,6 +16,7 @@
 //! * [`anomaly`]: z-scores over a check's own history.
 //! * [`schema`]: the `schema` check's column and type matching.
 //! * [`store`]: the run history tables in the lake.
+//! * [`schedule`]: cron schedules, caps, gates and deadlines: one loop for every job.
 
 pub mod anomaly;
 pub mod command;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod load;
 pub mod model;
 pub mod run;
+pub mod schedule;
 pub mod schema;
 pub mod store;
 pub mod threshold;
@@ -33,19 +35,7 @@ pub use run::{CheckResult, History, RunOutcome, Targets, run_job};
 
 /// Checks a job's `schedule` and `timezone`; the message says what to write instead.
 pub(crate) fn schedule_check(expr: &str, timezone: &str) -> Result<(), String> {
-    if timezone.parse::<chrono_tz::Tz>().is_err() {
-        return Err(format!(
-            "`timezone: {timezone}` is not an IANA time zone name: use e.g. UTC, Europe/Berlin, \
-             America/New_York"
-        ));
-    }
-    let fields = expr.split_whitespace().count();
-    if !(5..=6).contains(&fields) {
-        return Err(format!(
-            "`schedule: \"{expr}\"` has {fields} field(s): a schedule has 5 fields (minute hour \
-             day-of-month month day-of-week) or 6 (with seconds first), e.g. \"0 * * * *\" for \
-             hourly"
-        ));
-    }
-    Ok(())
+    schedule::Schedule::parse(expr, Some(timezone))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

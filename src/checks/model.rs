@@ -296,46 +296,55 @@ impl Job {
     }
 }
 
-/// The status of a check, and of a run (the worst of its checks, or `blocked`).
+/// The status of a check, and of a run. The outcomes of executed checks are ordered
+/// worst-of: pass < warn < fail < error < timeout, so a run's status is the `max` of its
+/// checks'; `blocked` and `skipped` are runs that did not execute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
-    /// Its job was disabled.
-    Skipped,
     Pass,
     Warn,
     Fail,
     /// The query failed; the message is kept.
     Error,
     Timeout,
-    /// A dependency's latest run is not pass/warn: not executed.
+    /// Not executed: a dependency's latest run is not pass/warn.
     Blocked,
+    /// Not executed: the job is disabled, or a run of it was already waiting.
+    Skipped,
 }
 
 impl Status {
+    /// Every status, in order.
+    pub const ALL: [Status; 7] = [
+        Status::Pass,
+        Status::Warn,
+        Status::Fail,
+        Status::Error,
+        Status::Timeout,
+        Status::Blocked,
+        Status::Skipped,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
-            Status::Skipped => "skipped",
             Status::Pass => "pass",
             Status::Warn => "warn",
             Status::Fail => "fail",
             Status::Error => "error",
             Status::Timeout => "timeout",
             Status::Blocked => "blocked",
+            Status::Skipped => "skipped",
         }
     }
 
     pub fn parse(text: &str) -> Option<Status> {
-        Some(match text {
-            "skipped" => Status::Skipped,
-            "pass" => Status::Pass,
-            "warn" => Status::Warn,
-            "fail" => Status::Fail,
-            "error" => Status::Error,
-            "timeout" => Status::Timeout,
-            "blocked" => Status::Blocked,
-            _ => return None,
-        })
+        Status::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// The worse of two outcomes.
+    pub fn worst(self, other: Status) -> Status {
+        self.max(other)
     }
 
     /// pass or warn: what lets dependent jobs run and resolves alerts.
@@ -343,9 +352,20 @@ impl Status {
         matches!(self, Status::Pass | Status::Warn)
     }
 
+    /// Whether a job downstream of a job whose latest run ended so may run.
+    pub fn lets_downstream_run(self) -> bool {
+        self.is_green()
+    }
+
     /// fail, error or timeout: what opens an alert and fails `check run`.
     pub fn is_bad(self) -> bool {
         matches!(self, Status::Fail | Status::Error | Status::Timeout)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -365,5 +385,11 @@ impl Trigger {
             Trigger::Manual => "manual",
             Trigger::Api => "api",
         }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }

@@ -181,7 +181,17 @@ fn a_cron_typo_and_a_bad_time_zone_are_refused() {
         "a.yml",
         "jobs:\n  - name: x\n    dataset: t\n    schedule: \"0 * * * *\"\n    timezone: Mars/Olympus\n    checks:\n      - type: row_count\n",
     );
-    assert!(e.message.contains("not an IANA time zone"), "{e}");
+    assert!(
+        e.message
+            .contains("unknown time zone `Mars/Olympus`: use an IANA name"),
+        "{e}"
+    );
+    let e = one_error(
+        "a.yml",
+        "jobs:\n  - name: x\n    dataset: t\n    schedule: \"0 25 * * *\"\n    checks:\n      - type: row_count\n",
+    );
+    assert!(e.message.contains("the hour field `25`"), "{e}");
+    assert!(e.message.contains("0-23"), "{e}");
 }
 
 #[test]
