@@ -39,6 +39,7 @@ pub struct Config {
     pub snapshot: SnapshotConfig,
     pub checks: crate::checks::config::ChecksConfig,
     pub connections: crate::checks::config::Connections,
+    pub alerts: crate::checks::alert::AlertsConfig,
 }
 
 /// `[source]`: the Postgres database and its replication slot.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `cargo test` and `cargo run -- demo` need besides Rust, on Debian or Ubuntu:
 # the PostgreSQL server, openssl (TLS test certificates), promtool and the Prometheus server
-# (the ops suite; Debian's prometheus package ships both), kill (procps) and util-linux
+# (the ops suite; Debian's prometheus package ships both), Prometheus Alertmanager (the
+# alerts of validation jobs), kill (procps) and util-linux
 # `script` (bsdutils; the progress-bar test). See tests/README.md.
 #
 # Usage: tests/setup.sh          (PG_VERSION=16 tests/setup.sh for another server version)
@@ -45,12 +46,13 @@ fi
 [ -n "$server" ] || missing+=("postgresql-$PG_VERSION")
 have openssl || missing+=(openssl)
 { have promtool && have prometheus; } || missing+=(prometheus)
+have prometheus-alertmanager || missing+=(prometheus-alertmanager)
 have kill || missing+=(procps)
 have script || missing+=(bsdutils)
 
 if [ "${#missing[@]}" -eq 0 ]; then
     version=$("$server/postgres" --version | sed -n 's/.*(PostgreSQL) \([0-9]*\).*/\1/p')
-    echo "PostgreSQL ${version:-?} server found in $server; promtool, prometheus and script found"
+    echo "PostgreSQL ${version:-?} server found in $server; promtool, prometheus, alertmanager and script found"
     exit 0
 fi
 

@@ -37,6 +37,8 @@ pub enum CommandError {
         #[source]
         source: crate::source::SourceError,
     },
+    #[error("the check scheduler's options are invalid: {0}")]
+    Options(String),
     #[error("cannot open the lake {lake} for jobs that read it")]
     Lake {
         lake: String,
@@ -78,8 +80,13 @@ pub fn select(jobs: Vec<Job>, only: &[String]) -> Result<Vec<Job>, CommandError>
 /// Opens a handle for every connection `jobs` read.
 pub async fn open_targets(jobs: &[Job], config: &Config) -> Result<Targets, CommandError> {
     let needed: BTreeSet<&str> = jobs.iter().flat_map(|j| j.connections()).collect();
+    open_targets_named(&needed.into_iter().collect::<Vec<_>>(), config).await
+}
+
+/// Opens a handle for each connection of `names`.
+pub async fn open_targets_named(names: &[&str], config: &Config) -> Result<Targets, CommandError> {
     let mut targets: Targets = HashMap::new();
-    for name in needed {
+    for &name in names {
         let handle: Arc<dyn ReadOnlySql> = match name {
             super::model::LAKE => Arc::new(open_lake(config).await?),
             super::model::SOURCE => {

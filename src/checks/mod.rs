@@ -16,16 +16,22 @@
 //! * [`anomaly`]: z-scores over a check's own history.
 //! * [`schema`]: the `schema` check's column and type matching.
 //! * [`store`]: the run history tables in the lake.
+//! * [`alert`], [`alert_log`], [`notify`]: alerts, their table, and sending them.
+//! * [`service`]: all of it inside `walaudit run` and `walaudit serve`.
 //! * [`schedule`]: cron schedules, caps, gates and deadlines: one loop for every job.
 
+pub mod alert;
+pub mod alert_log;
 pub mod anomaly;
 pub mod command;
 pub mod config;
 pub mod load;
 pub mod model;
+pub mod notify;
 pub mod run;
 pub mod schedule;
 pub mod schema;
+pub mod service;
 pub mod store;
 pub mod threshold;
 

@@ -220,8 +220,45 @@ impl RunStore {
         Ok(n)
     }
 
-    /// Appends `runs` and their results: one commit per table for the whole batch.
+    /// Appends `runs` and their results (one commit per table for the whole batch) and adds
+    /// them to the index.
     pub async fn record(&self, runs: &[RunOutcome]) -> Result<(), LakeError> {
+        self.write(runs).await?;
+        for run in runs {
+            self.remember(run);
+        }
+        Ok(())
+    }
+
+    /// Adds `run` to the index (what [`History`] answers from), before it is written.
+    pub fn remember(&self, run: &RunOutcome) {
+        let mut index = self.index.lock().expect("index lock");
+        let state = index.jobs.entry(run.job.clone()).or_default();
+        if Some(run.scheduled_at) >= state.last_scheduled {
+            state.last_scheduled = Some(run.scheduled_at);
+            state.last_status = Some(run.status);
+        }
+        if let Some(l) = run.lsn_high {
+            state.last_lsn = Some(state.last_lsn.unwrap_or(l).max(l));
+        }
+        for c in &run.results {
+            let key = (run.job.clone(), c.check.clone());
+            if let Some(v) = c.value {
+                index
+                    .values
+                    .entry(key.clone())
+                    .or_default()
+                    .push((c.measured_at.timestamp_micros(), v));
+            }
+            if let Some(s) = &c.samples {
+                index.samples.insert(key, s.clone());
+            }
+        }
+    }
+
+    /// Appends `runs` and their results: one commit per table for the whole batch. The
+    /// index is not touched (see [`RunStore::remember`]).
+    pub async fn write(&self, runs: &[RunOutcome]) -> Result<(), LakeError> {
         if runs.is_empty() {
             return Ok(());
         }
@@ -294,9 +331,6 @@ impl RunStore {
                 .append_tagged(vec![results_batch.clone()], None)
                 .await?;
         }
-        let mut index = self.index.lock().expect("index lock");
-        index_runs(&mut index, &runs_batch);
-        index_results(&mut index, &results_batch, i64::MIN);
         Ok(())
     }
 }

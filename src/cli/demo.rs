@@ -109,6 +109,7 @@ impl Demo {
             // The slot exists before the first row: there is nothing to load.
             snapshot: Some(crate::config::SnapshotMode::Never),
             listen: self.args.listen,
+            checks: None,
         };
         let engine = Run::new(run_args, config.clone())?;
         let metrics = engine.metrics();

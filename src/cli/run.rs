@@ -35,6 +35,9 @@ pub struct RunArgs {
     /// Address of the HTTP listener for /metrics, /healthz and /readyz.
     #[arg(long, env = "WALAUDIT_LISTEN", default_value = "127.0.0.1:9187")]
     pub listen: SocketAddr,
+    /// Schedule the validation jobs below this directory (overrides checks.dir).
+    #[arg(long)]
+    pub checks: Option<std::path::PathBuf>,
 }
 
 fn parse_mode(text: &str) -> Result<SnapshotMode, String> {
@@ -64,6 +67,7 @@ impl Run {
         if let Some(mode) = args.snapshot {
             config.snapshot.mode = mode;
         }
+        config.checks.dir = args.checks.clone().or(config.checks.dir);
         Ok(Run {
             options: EngineOptions::from_config(&config, args.drain, args.listen)?,
         })

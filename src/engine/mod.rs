@@ -70,6 +70,8 @@ pub struct EngineOptions {
     pub poll: Duration,
     /// How long shutdown waits for the tasks before aborting them.
     pub grace: Duration,
+    /// Validation jobs to schedule beside capture (`checks.dir` / `--checks`).
+    pub checks: Option<crate::checks::service::CheckOptions>,
 }
 
 impl EngineOptions {
@@ -107,6 +109,14 @@ impl EngineOptions {
                 Some((setup, load))
             }
         };
+        let checks = match &config.checks.dir {
+            None => None,
+            Some(dir) => Some(crate::checks::service::CheckOptions {
+                jobs: crate::checks::command::load_jobs(dir, config)?,
+                config: config.clone(),
+                metrics: Arc::clone(&pipeline.metrics),
+            }),
+        };
         Ok(EngineOptions {
             pipeline,
             lake,
@@ -116,6 +126,7 @@ impl EngineOptions {
             snapshot_mode: config.snapshot.mode,
             poll: config.snapshot.poll_interval,
             grace: DEFAULT_GRACE,
+            checks,
         })
     }
 }
@@ -135,6 +146,8 @@ pub enum EngineError {
     Snapshot(#[from] SnapshotError),
     #[error(transparent)]
     Lake(#[from] LakeError),
+    #[error(transparent)]
+    Checks(#[from] crate::checks::command::CommandError),
     #[error("the historical load failed: see _walaudit/snapshots and the log")]
     LoadFailed,
     #[error("the {task} task stopped unexpectedly; this is a bug, please report it")]
@@ -172,7 +185,7 @@ impl Engine {
     /// Starts the engine's tasks; `cancel` (or [`EngineHandle::shutdown`]) stops them. Fails
     /// at once when the HTTP listener cannot bind.
     pub async fn start(
-        options: EngineOptions,
+        mut options: EngineOptions,
         cancel: CancellationToken,
     ) -> Result<EngineHandle, EngineError> {
         let (listen, listener) = api::bind(options.listen).await?;
@@ -192,6 +205,11 @@ impl Engine {
                 http_stop.clone(),
             ),
         );
+        if let Some(checks) = options.checks.take() {
+            let jobs = checks.jobs.len();
+            crate::checks::service::start(checks, &tasks, cancel.clone()).await?;
+            tracing::info!(jobs, "validation jobs scheduled");
+        }
         let grace = options.grace;
         let run = Orchestrator {
             options,

@@ -47,6 +47,8 @@ pub const JOBS_TABLE: &str = "jobs";
 pub const CHECK_RUNS_TABLE: &str = "check_runs";
 /// `_walaudit/check_results`: one row per check of a run.
 pub const CHECK_RESULTS_TABLE: &str = "check_results";
+/// `_walaudit/alert_events`: every change of an alert's state.
+pub const ALERT_EVENTS_TABLE: &str = "alert_events";
 /// Delta app id of the validation history commits.
 pub const CHECKS_APP_ID: &str = "walaudit-checks";
 

@@ -2,6 +2,7 @@
 //! passes and one that fails (asserting the measured value), warn thresholds, filters and
 //! windows, the one-query merge, timeouts that cancel the backend, gates, the run history.
 
+mod alerts;
 mod lake;
 mod postgres;
 

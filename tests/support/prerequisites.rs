@@ -29,6 +29,7 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     ("promtool", "prometheus"),
     ("prometheus", "prometheus"),
+    ("prometheus-alertmanager", "prometheus-alertmanager"),
     ("kill", "procps"),
     ("script", "bsdutils"),
 ];
