@@ -78,6 +78,8 @@ pub const CHECK_QUEUE_DEPTH: &str = "walaudit_check_queue_depth";
 pub const CHECK_OVERDUE_JOBS: &str = "walaudit_check_overdue_jobs";
 /// Validation-job runs running now.
 pub const CHECK_RUNS_RUNNING: &str = "walaudit_check_runs_running";
+/// Open alerts of validation jobs, by `severity` (critical, high, low).
+pub const CHECK_OPEN_ALERTS: &str = "walaudit_check_open_alerts";
 
 /// The `status` values of [`CHECK_RUNS_TOTAL`], each a series from the start.
 pub const CHECK_RUN_STATUSES: [&str; 7] = [
@@ -114,6 +116,7 @@ pub struct Metrics {
     pub check_queue_depth: IntGauge,
     pub check_overdue_jobs: IntGauge,
     pub check_runs_running: IntGauge,
+    pub check_open_alerts: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -261,6 +264,14 @@ impl Metrics {
                 "validation-job runs running",
             ))
             .expect("valid metric"),
+            check_open_alerts: IntGaugeVec::new(
+                help(
+                    CHECK_OPEN_ALERTS,
+                    "open alerts of validation jobs by severity",
+                ),
+                &["severity"],
+            )
+            .expect("valid metric"),
             registry,
         };
         m.register_all();
@@ -295,6 +306,7 @@ impl Metrics {
             Box::new(self.check_queue_depth.clone()),
             Box::new(self.check_overdue_jobs.clone()),
             Box::new(self.check_runs_running.clone()),
+            Box::new(self.check_open_alerts.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for c in collectors {
@@ -312,6 +324,9 @@ impl Metrics {
             for kind in [Recovery::Reconnect.kind(), Recovery::Fatal.kind()] {
                 self.errors.with_label_values(&[stage, kind]);
             }
+        }
+        for severity in ["critical", "high", "low"] {
+            self.check_open_alerts.with_label_values(&[severity]);
         }
         for status in CHECK_RUN_STATUSES {
             self.check_runs.with_label_values(&[status]);

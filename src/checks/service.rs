@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::alert::{AlertEvent, Alerts, AlertsConfig};
 use super::alert_log::AlertLog;
-use super::model::{Job, Status, Trigger};
+use super::model::{Job, Severity, Status, Trigger};
 use super::notify::{self, Notifier};
 use super::run::{RunOutcome, Targets, run_job};
 use super::schedule::{self, JobRunner, ScheduledJob, Scheduler, SchedulerOptions};
@@ -128,13 +128,24 @@ pub struct CheckService {
     alerts: Mutex<Alerts>,
     notifier: Notifier,
     writer: mpsc::Sender<Record>,
+    metrics: SharedMetrics,
 }
 
 impl CheckService {
+    fn count_open(&self, alerts: &Alerts) {
+        for s in [Severity::Critical, Severity::High, Severity::Low] {
+            let n = alerts.open().filter(|(_, a)| a.severity == s).count();
+            self.metrics
+                .check_open_alerts
+                .with_label_values(&[s.as_str()])
+                .set(n as i64);
+        }
+    }
+
     async fn finish(&self, outcome: RunOutcome, job: Option<&Job>) -> Status {
         let status = outcome.status;
         self.store.remember(&outcome);
-        let severity = job.map_or(super::model::Severity::High, |j| j.severity);
+        let severity = job.map_or(Severity::High, |j| j.severity);
         let events =
             self.alerts
                 .lock()
@@ -262,7 +273,7 @@ pub async fn start(
         max_concurrent: config.checks.max_concurrent,
         per_connection,
         default_connection_cap: config.checks.max_concurrent,
-        metrics,
+        metrics: Arc::clone(&metrics),
         ..SchedulerOptions::default()
     };
     let service = Arc::new(CheckService {
@@ -280,7 +291,9 @@ pub async fn start(
         alerts: Mutex::new(Alerts::new(&alerts_config, open)),
         notifier,
         writer,
+        metrics,
     });
+    service.count_open(&service.alerts.lock().expect("alerts lock"));
     let scheduler = Scheduler::start(
         jobs.iter().map(scheduled).collect(),
         history,

@@ -20,6 +20,7 @@ const REQUIRED_ALERTS: &[&str] = &[
     "WalauditRetainedWalHigh",
     "WalauditPermanentErrors",
     "WalauditErrorsIncreasing",
+    "WalauditChecksOverdue",
 ];
 
 fn promtool(args: &[&str]) -> String {
