@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what `cargo test` and `cargo run -- demo` need besides Rust, on Debian or Ubuntu:
 # the PostgreSQL server, openssl (TLS test certificates), promtool and the Prometheus server
-# (the ops suite; Debian's prometheus package ships both), kill (procps) and util-linux
-# `script` (bsdutils; the progress-bar test). See tests/README.md.
+# (the ops suite; Debian's prometheus package ships both), kill (procps), util-linux
+# `script` (bsdutils; the progress-bar test) and a C++ compiler (g++; libFuzzer, which the fuzz
+# targets in tests/fuzz link). See tests/README.md.
 #
 # Usage: tests/setup.sh          (PG_VERSION=16 tests/setup.sh for another server version)
 #
@@ -47,10 +48,11 @@ have openssl || missing+=(openssl)
 { have promtool && have prometheus; } || missing+=(prometheus)
 have kill || missing+=(procps)
 have script || missing+=(bsdutils)
+have c++ || missing+=(g++)
 
 if [ "${#missing[@]}" -eq 0 ]; then
     version=$("$server/postgres" --version | sed -n 's/.*(PostgreSQL) \([0-9]*\).*/\1/p')
-    echo "PostgreSQL ${version:-?} server found in $server; promtool, prometheus and script found"
+    echo "PostgreSQL ${version:-?} server found in $server; promtool, prometheus, script and c++ found"
     exit 0
 fi
 

@@ -10,19 +10,21 @@
 //! ```
 //!
 //! All of it reads untrusted bytes, and it is the light core of the crate: it builds without the
-//! `engine` feature.
+//! `engine` feature, which is how the fuzz targets (tests/fuzz) compile it.
 //!
 //! # Invariants
 //! * Zero-copy: tuple cells are `Bytes` slices of the frame they came in.
 //! * Arbitrary input never panics: the message parser returns [`DecodeError`] and the value
 //!   parsers return [`value::ValueError`] on malformed bytes (proven by property tests over
-//!   random bytes).
+//!   random bytes, and by the coverage-guided fuzz targets in tests/fuzz).
 //! * Bounded memory: a length or count field never reserves more than the input can hold.
 
 pub mod binary;
 pub mod copy_binary;
 pub mod copy_text;
 pub mod encode;
+#[cfg(test)]
+mod fuzz_seeds;
 pub mod message;
 pub mod pgoutput;
 pub mod pgtype;
