@@ -26,29 +26,56 @@
 //! * [`demo`]: the sample shop workload and the private cluster of `walaudit demo`.
 //! * [`checks`]: validation jobs; [`checks::schedule`] runs them on their cron schedules.
 //! * [`slot_watch`]: the slot's retained WAL and `wal_status` while the engine runs.
+//!
+//! # Features
+//! `engine` (default) is everything above but [`decode`] and [`lsn`]: without it
+//! (`default-features = false`) the library is only the decoders of untrusted bytes (pgoutput,
+//! COPY text and binary, Postgres values) and their light dependencies, which is what the fuzz
+//! targets (tests/fuzz) build, without DataFusion, deltalake or tokio.
 
+#[cfg(feature = "engine")]
 pub mod api;
+#[cfg(feature = "engine")]
 pub mod backoff;
+#[cfg(feature = "engine")]
 pub mod capture;
+#[cfg(feature = "engine")]
 pub mod checks;
+#[cfg(feature = "engine")]
 pub mod cli;
+#[cfg(feature = "engine")]
 pub mod clock;
+#[cfg(feature = "engine")]
 pub mod config;
 pub mod decode;
+#[cfg(feature = "engine")]
 pub mod demo;
+#[cfg(feature = "engine")]
 pub mod doctor;
+#[cfg(feature = "engine")]
 pub mod engine;
+#[cfg(feature = "engine")]
 pub mod lake;
 pub mod lsn;
+#[cfg(feature = "engine")]
 pub mod metrics;
+#[cfg(feature = "engine")]
 pub mod pipeline;
+#[cfg(feature = "engine")]
 pub mod query;
+#[cfg(feature = "engine")]
 pub mod recovery;
+#[cfg(feature = "engine")]
 pub mod report;
+#[cfg(feature = "engine")]
 pub mod sink;
+#[cfg(feature = "engine")]
 pub mod slot_watch;
+#[cfg(feature = "engine")]
 pub mod snapshot;
+#[cfg(feature = "engine")]
 pub mod source;
+#[cfg(feature = "engine")]
 pub mod sql;
 
 pub use lsn::Lsn;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what `cargo test` and `cargo run -- demo` need besides Rust, on Debian or Ubuntu:
 # the PostgreSQL server, openssl (TLS test certificates), promtool and the Prometheus server
-# (the ops suite; Debian's prometheus package ships both), Prometheus Alertmanager (the
-# alerts of validation jobs), kill (procps) and util-linux
-# `script` (bsdutils; the progress-bar test). See tests/README.md.
+# (the ops suite; Debian's prometheus package ships both), Prometheus Alertmanager (the alerts
+# of validation jobs), kill (procps), util-linux `script` (bsdutils; the progress-bar test) and
+# a C++ compiler (g++; libFuzzer, which the fuzz targets in tests/fuzz link). See
+# tests/README.md.
 #
 # Usage: tests/setup.sh          (PG_VERSION=16 tests/setup.sh for another server version)
 #
@@ -49,10 +50,11 @@ have openssl || missing+=(openssl)
 have prometheus-alertmanager || missing+=(prometheus-alertmanager)
 have kill || missing+=(procps)
 have script || missing+=(bsdutils)
+have c++ || missing+=(g++)
 
 if [ "${#missing[@]}" -eq 0 ]; then
     version=$("$server/postgres" --version | sed -n 's/.*(PostgreSQL) \([0-9]*\).*/\1/p')
-    echo "PostgreSQL ${version:-?} server found in $server; promtool, prometheus, alertmanager and script found"
+    echo "PostgreSQL ${version:-?} server found in $server; promtool, prometheus, alertmanager, script and c++ found"
     exit 0
 fi
 

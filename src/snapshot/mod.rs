@@ -6,7 +6,7 @@
 //!  temporary slot (CREATE_REPLICATION_SLOT … TEMPORARY … EXPORT_SNAPSHOT) ─► consistent point C
 //!       └─► N worker sessions: BEGIN REPEATABLE READ; SET TRANSACTION SNAPSHOT ─► slot closed
 //!  worker: COPY (SELECT … FROM [ONLY] t WHERE row filter AND chunk) TO STDOUT (FORMAT binary | text)
-//!       ─► copy_binary | copy_text ─► ReadBatchBuilder (_lsn = C)
+//!       ─► decode::copy_binary | decode::copy_text ─► ReadBatchBuilder (_lsn = C)
 //!       ─► one Delta commit per chunk, carrying txn `walaudit-snapshot:<load>:<chunk>` = rows
 //!  coordinator: progress (bars / log lines, metrics) ─► _walaudit/snapshots (audit record)
 //! ```
@@ -33,8 +33,6 @@
 //! way any long `REPEATABLE READ` transaction does; they end when the load does.
 
 pub mod catalog;
-pub mod copy_binary;
-pub mod copy_text;
 pub mod load;
 pub mod plan;
 pub mod progress;
@@ -77,14 +75,14 @@ pub enum SnapshotError {
         table: String,
         chunk: u32,
         #[source]
-        source: copy_text::CopyTextError,
+        source: crate::decode::copy_text::CopyTextError,
     },
     #[error("snapshot of {table}, chunk {chunk}")]
     CopyBinary {
         table: String,
         chunk: u32,
         #[source]
-        source: copy_binary::CopyBinaryError,
+        source: crate::decode::copy_binary::CopyBinaryError,
     },
     #[error(transparent)]
     Schema(#[from] SchemaError),

@@ -14,13 +14,13 @@ use tokio_postgres::Client;
 
 use super::SnapshotError;
 use super::catalog::SourceTable;
-use super::copy_binary::{BinaryRows, CopyBinaryError};
-use super::copy_text::{CopyTextError, RowSplitter, parse_row};
 use super::plan::{Chunk, copy_sql, count_sql};
 use crate::Lsn;
 use crate::config::CopyFormat;
 use crate::decode::Cell;
 use crate::decode::binary::{BinaryKind, binary_kind};
+use crate::decode::copy_binary::{BinaryRows, CopyBinaryError};
+use crate::decode::copy_text::{CopyTextError, RowSplitter, parse_row};
 use crate::lake::catalog::chunk_app_id;
 use crate::lake::evolve::{conform, lake_shape};
 use crate::lake::read_batch::ReadBatchBuilder;

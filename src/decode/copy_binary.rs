@@ -15,7 +15,9 @@
 //! # Invariants
 //! * A row reaches the caller only when all of its fields have arrived, with exactly the
 //!   expected field count.
-//! * Arbitrary bytes never panic: anything malformed is a [`CopyBinaryError`] (property-tested).
+//! * Arbitrary bytes never panic: anything malformed is a [`CopyBinaryError`] (property-tested,
+//!   and fuzzed by tests/fuzz's copy_binary target, which also checks that the rows do not
+//!   depend on how the data is cut).
 
 use bytes::{Buf as _, BytesMut};
 
