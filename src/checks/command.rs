@@ -44,8 +44,8 @@ pub enum CommandError {
         source: std::io::Error,
     },
     #[error(
-        "connection `source` is needed by a job and no source is configured: pass --source URL or \
-         set source.url"
+        "connection `source` is read and no source is configured: pass --source URL (before the \
+         action: `walaudit check --source URL ...`) or set source.url"
     )]
     NoSource,
     #[error("connection `{name}` has an invalid url: fix [connections.{name}] url")]

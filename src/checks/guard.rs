@@ -95,9 +95,9 @@ impl fmt::Display for GuardErrors {
         let n = self.0.len();
         write!(
             f,
-            "the EXPLAIN guard refused {n} quer{} (no job ran; fix {} and run `walaudit check \
+            "the EXPLAIN guard found {n} problem{} (no job ran; fix {} and run `walaudit check \
              validate`):",
-            if n == 1 { "y" } else { "ies" },
+            if n == 1 { "" } else { "s" },
             if n == 1 { "it" } else { "them" }
         )?;
         for r in &self.0 {

@@ -82,3 +82,48 @@ async fn a_suggested_job_holds_the_profile_and_passes_on_its_data() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lake_table_is_profiled_from_its_values() {
+    let db = shared()
+        .await
+        .fresh_db("checks_suggest_lake")
+        .await
+        .unwrap();
+    db.execute("CREATE TABLE items (id int PRIMARY KEY, qty int, kind text)")
+        .await
+        .unwrap();
+    let slot = crate::capture::prepare(&db).await.unwrap();
+    db.execute(
+        "INSERT INTO items SELECT g, g % 7, (ARRAY['a','b'])[g % 2 + 1] \
+         FROM generate_series(1, 40) g",
+    )
+    .await
+    .unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    crate::lake::drain_to_lake(&db, &slot, lake.path(), 1000, true)
+        .await
+        .unwrap();
+    let cfg = config(None, lake.path());
+    let yaml = suggest("current.public.items", Some("lake"), None, &cfg)
+        .await
+        .unwrap();
+    println!("{yaml}");
+    for want in [
+        "connection: \"lake\"\n    dataset: \"current.public.items\"",
+        "unique columns as observed",
+        "- type: duplicate\n        columns: [\"id\"]",
+        "valid_values: [\"a\", \"b\"]",
+        "- type: invalid\n        column: \"qty\"\n        valid_min: 0\n        valid_max: 10",
+        "- type: freshness\n        column: \"_commit_ts\"",
+    ] {
+        assert!(yaml.contains(want), "missing {want:?} in\n{yaml}");
+    }
+    assert!(
+        !yaml.contains("type: reference"),
+        "no foreign keys in the lake"
+    );
+    let loaded = jobs(&yaml, &cfg);
+    let out = run(&loaded, &cfg).await;
+    assert_eq!(out[0].status, Status::Pass, "{:#?}", out[0].results);
+}

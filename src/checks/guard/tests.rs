@@ -184,7 +184,7 @@ fn refusals_name_the_place_the_job_and_the_checks() {
     let e = GuardErrors(vec![r]);
     assert!(
         e.to_string()
-            .starts_with("the EXPLAIN guard refused 1 query"),
+            .starts_with("the EXPLAIN guard found 1 problem (no job ran"),
         "{e}"
     );
 }

@@ -58,8 +58,21 @@ pub fn render(p: &Profile, max_scan_rows: u64, now: DateTime<Utc>) -> String {
         &format!("{} rows when profiled", p.rows),
         &["type: row_count".into(), "must_be_greater_than: 0".into()],
     );
-    let keyed: BTreeSet<&str> = p
-        .keys
+    let mut keys: Vec<Vec<String>> = p.keys.clone();
+    if !p.catalog {
+        for c in &p.columns {
+            let non_null = p.rows - c.nulls.min(p.rows);
+            if matches!(c.kind, Kind::Number | Kind::Text)
+                && !c.name.starts_with('_')
+                && p.rows >= 2
+                && c.nulls == 0
+                && c.distinct == Some(non_null)
+            {
+                keys.push(vec![c.name.clone()]);
+            }
+        }
+    }
+    let keyed: BTreeSet<&str> = keys
         .iter()
         .flatten()
         .chain(p.foreign_keys.iter().flat_map(|f| &f.columns))
@@ -68,13 +81,18 @@ pub fn render(p: &Profile, max_scan_rows: u64, now: DateTime<Utc>) -> String {
     let now_us = now.timestamp_micros();
     for c in &p.columns {
         let col = format!("column: {}", js(&c.name));
-        if p.rows > 0 && c.nulls == 0 {
+        // The lake's own columns (`_lsn`, `_commit_ts`, …) get no missing checks or ranges.
+        let engine = !p.catalog && c.name.starts_with('_');
+        if p.rows > 0 && c.nulls >= p.rows {
+            let _ = writeln!(y, "      # {}: every value is null; no checks", c.name);
+            continue;
+        } else if p.rows > 0 && c.nulls == 0 && !engine {
             check(
                 &mut y,
                 &format!("{}: no nulls", c.name),
                 &["type: missing".into(), col.clone(), "must_be: 0".into()],
             );
-        } else if p.rows > 0 && c.nulls < p.rows {
+        } else if p.rows > 0 && !engine {
             let pct = c.nulls as f64 * 100.0 / p.rows as f64;
             let bound = (pct * 2.0).ceil().clamp(1.0, 100.0);
             check(
@@ -87,11 +105,8 @@ pub fn render(p: &Profile, max_scan_rows: u64, now: DateTime<Utc>) -> String {
                     format!("must_be_less_than_or_equal: {}", num(bound)),
                 ],
             );
-        } else if p.rows > 0 {
-            let _ = writeln!(y, "      # {}: every value is null; no checks", c.name);
-            continue;
         }
-        let own = !keyed.contains(c.name.as_str()) && !c.name.starts_with('_');
+        let own = !keyed.contains(c.name.as_str()) && !engine;
         if let (Some(lo), Some(hi), true) = (c.min, c.max, own)
             && lo.is_finite()
             && hi.is_finite()
@@ -135,20 +150,6 @@ pub fn render(p: &Profile, max_scan_rows: u64, now: DateTime<Utc>) -> String {
                     "not_in_future: true".into(),
                 ],
             );
-        }
-    }
-    let mut keys: Vec<Vec<String>> = p.keys.clone();
-    if !p.catalog {
-        for c in &p.columns {
-            let non_null = p.rows - c.nulls.min(p.rows);
-            if matches!(c.kind, Kind::Number | Kind::Text)
-                && !c.name.starts_with('_')
-                && p.rows >= 2
-                && c.nulls == 0
-                && c.distinct == Some(non_null)
-            {
-                keys.push(vec![c.name.clone()]);
-            }
         }
     }
     for k in &keys {
