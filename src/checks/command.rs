@@ -1,5 +1,6 @@
-//! The library side of `walaudit check validate | run | list`: load the jobs, open the
-//! connections they read, run them once in dependency order, record and render the results.
+//! The library side of `walaudit check validate | run | list | suggest`: load the jobs, open
+//! the connections they read, plan them through the `EXPLAIN` guard, run them once in
+//! dependency order, record and render the results; profile a dataset into a job file.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -7,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
+use super::guard::{self, GuardErrors, Unplanned};
 use super::model::{Job, Status, Trigger};
 use super::run::{History, RunOutcome, Targets, run_job};
 use super::store::{MemoryHistory, RunStore};
@@ -24,11 +26,26 @@ pub enum CommandError {
     NoChecksDir,
     #[error(transparent)]
     Load(#[from] LoadErrors),
+    #[error(transparent)]
+    Guard(#[from] GuardErrors),
+    #[error(transparent)]
+    Suggest(#[from] super::suggest::SuggestError),
     #[error("no job is named {0:?}: `walaudit check list` shows the jobs")]
     UnknownJob(String),
     #[error(
-        "connection `source` is needed by a job and no source is configured: pass --source URL or \
-         set source.url"
+        "connection `{0}` is not defined: use lake, source or a [connections.{0}] table of the \
+         config"
+    )]
+    UnknownConnection(String),
+    #[error("cannot write {}: check that its directory exists and is writable", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "connection `source` is read and no source is configured: pass --source URL (before the \
+         action: `walaudit check --source URL ...`) or set source.url"
     )]
     NoSource,
     #[error("connection `{name}` has an invalid url: fix [connections.{name}] url")]
@@ -87,20 +104,83 @@ pub async fn open_targets(jobs: &[Job], config: &Config) -> Result<Targets, Comm
 pub async fn open_targets_named(names: &[&str], config: &Config) -> Result<Targets, CommandError> {
     let mut targets: Targets = HashMap::new();
     for &name in names {
-        let handle: Arc<dyn ReadOnlySql> = match name {
-            super::model::LAKE => Arc::new(open_lake(config).await?),
-            super::model::SOURCE => {
-                let url = config.source.url.as_deref().ok_or(CommandError::NoSource)?;
-                Arc::new(postgres(name, url)?)
-            }
-            other => {
-                let c = &config.connections[other];
-                Arc::new(postgres(other, &c.url)?)
-            }
-        };
-        targets.insert(name.to_owned(), handle);
+        targets.insert(name.to_owned(), open_connection(name, config).await?);
     }
     Ok(targets)
+}
+
+/// A handle on the connection `name`: `lake`, `source` or a `[connections.NAME]`.
+pub async fn open_connection(
+    name: &str,
+    config: &Config,
+) -> Result<Arc<dyn ReadOnlySql>, CommandError> {
+    Ok(match name {
+        super::model::LAKE => Arc::new(open_lake(config).await?),
+        super::model::SOURCE => {
+            let url = config.source.url.as_deref().ok_or(CommandError::NoSource)?;
+            Arc::new(postgres(name, url)?)
+        }
+        other => {
+            let c = config
+                .connections
+                .get(other)
+                .ok_or_else(|| CommandError::UnknownConnection(other.to_owned()))?;
+            Arc::new(postgres(other, &c.url)?)
+        }
+    })
+}
+
+/// `check run`'s `EXPLAIN` guard over the Postgres jobs among `jobs` (see [`guard`]): every
+/// refusal at once, each at the file and line of its check. Queries that cannot be planned
+/// are left to the run, which records them as `error`.
+pub async fn guard_jobs(
+    jobs: &[Job],
+    targets: &Targets,
+    config: &Config,
+) -> Result<(), GuardErrors> {
+    guard::guard_jobs(jobs, targets, &config.checks, Unplanned::LeaveToRun).await
+}
+
+/// `check validate` past loading: opens the Postgres connections the jobs read (not the
+/// lake) and runs the guard, reporting queries that cannot be planned too.
+pub async fn validate(jobs: &[Job], config: &Config) -> Result<(), CommandError> {
+    let needed: BTreeSet<&str> = jobs
+        .iter()
+        .filter(|j| !j.allow_full_scan)
+        .flat_map(|j| j.connections())
+        .filter(|c| *c != super::model::LAKE)
+        .collect();
+    let mut targets: Targets = HashMap::new();
+    for name in needed {
+        targets.insert(name.to_owned(), open_connection(name, config).await?);
+    }
+    Ok(guard::guard_jobs(jobs, &targets, &config.checks, Unplanned::Report).await?)
+}
+
+/// `check suggest`: profiles `dataset` on `connection` (default `source`) and returns its job
+/// file, or writes it to `output` and returns a line saying so.
+pub async fn suggest(
+    dataset: &str,
+    connection: Option<&str>,
+    output: Option<&Path>,
+    config: &Config,
+) -> Result<String, CommandError> {
+    let connection = connection.unwrap_or(super::model::SOURCE);
+    let target = open_connection(connection, config).await?;
+    let options = super::suggest::Options {
+        connection: connection.to_owned(),
+        dataset: dataset.to_owned(),
+        max_scan_rows: config.checks.max_scan_rows,
+    };
+    let yaml = super::suggest::suggest(target.as_ref(), &options, Utc::now()).await?;
+    let Some(path) = output else {
+        return Ok(yaml);
+    };
+    std::fs::write(path, &yaml).map_err(|source| CommandError::Write {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(format!("wrote {}\n", path.display()))
 }
 
 fn postgres(name: &str, url: &str) -> Result<PostgresTarget, CommandError> {

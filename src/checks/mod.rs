@@ -13,6 +13,8 @@
 //! * [`load`]: job files and their errors (file, line, key, fix).
 //! * [`threshold`]: `must_be_*` keys and how a value is judged.
 //! * [`run`]: one run of one job.
+//! * [`guard`]: the `EXPLAIN` guard on Postgres connections (full scans, joins).
+//! * [`suggest`]: a job file written from a profile of a dataset.
 //! * [`anomaly`]: z-scores over a check's own history.
 //! * [`schema`]: the `schema` check's column and type matching.
 //! * [`store`]: the run history tables in the lake.
@@ -25,6 +27,7 @@ pub mod alert_log;
 pub mod anomaly;
 pub mod command;
 pub mod config;
+pub mod guard;
 pub mod load;
 pub mod model;
 pub mod notify;
@@ -33,6 +36,7 @@ pub mod schedule;
 pub mod schema;
 pub mod service;
 pub mod store;
+pub mod suggest;
 pub mod threshold;
 
 pub use load::{Context, LoadError, LoadErrors, load_dir, load_sources};

@@ -240,6 +240,10 @@ pub async fn start(
     };
     let location = crate::lake::storage::LakeLocation::new(&config.lake.url, &config.lake.s3)
         .map_err(lake_err)?;
+    // Defining a job runs the EXPLAIN guard on its Postgres queries (all refusals at once).
+    let targets = super::command::open_targets(&jobs, &config).await?;
+    super::command::guard_jobs(&jobs, &targets, &config).await?;
+    drop(targets);
     let store = Arc::new(super::command::open_store(&config).await?);
     store.record_jobs(&jobs, None).await.map_err(lake_err)?;
     let (alert_log, open) = AlertLog::open(&location, config.lake.commit_attempts)

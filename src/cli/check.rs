@@ -1,4 +1,4 @@
-//! `walaudit check validate | run | list`: validation jobs on demand.
+//! `walaudit check validate | run | list | suggest`: validation jobs on demand.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +25,7 @@ pub struct CheckArgs {
 
 #[derive(Clone, Debug, Subcommand)]
 pub enum CheckAction {
-    /// Load every job file and report each problem with its file, line and fix (exit 1).
+    /// Load the job files, run the EXPLAIN guard on Postgres jobs; report each problem (exit 1).
     Validate,
     /// Run jobs once now, record the runs in the lake, print the results; exit 1 when a check
     /// is fail, error or timeout.
@@ -38,6 +38,17 @@ pub enum CheckAction {
     },
     /// List the jobs: name, connection, dataset, schedule, checks, where defined.
     List,
+    /// Profile a dataset (one scan) and print a job file for it.
+    Suggest {
+        #[arg(long)]
+        dataset: String,
+        /// `source` (default), `lake` or a [connections.NAME].
+        #[arg(long)]
+        connection: Option<String>,
+        /// Write the job file here instead of printing it.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -55,8 +66,10 @@ pub struct CheckCommand {
 
 impl CheckCommand {
     pub fn new(args: CheckArgs, config: Config) -> anyhow::Result<CheckCommand> {
-        let dir = cmd::checks_dir(args.checks.as_deref(), &config)?;
-        let jobs = cmd::load_jobs(&dir, &config)?;
+        let jobs = match args.action {
+            CheckAction::Suggest { .. } => Vec::new(),
+            _ => cmd::load_jobs(&cmd::checks_dir(args.checks.as_deref(), &config)?, &config)?,
+        };
         Ok(CheckCommand {
             action: args.action,
             config,
@@ -67,8 +80,18 @@ impl CheckCommand {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self.action {
             CheckAction::Validate => {
+                cmd::validate(&self.jobs, &self.config).await?;
                 let checks: usize = self.jobs.iter().map(|j| j.checks.len()).sum();
                 println!("{} job(s), {checks} check(s): valid", self.jobs.len());
+                Ok(ExitCode::SUCCESS)
+            }
+            CheckAction::Suggest {
+                dataset,
+                connection,
+                output,
+            } => {
+                let (c, o) = (connection.as_deref(), output.as_deref());
+                print!("{}", cmd::suggest(&dataset, c, o, &self.config).await?);
                 Ok(ExitCode::SUCCESS)
             }
             CheckAction::List => {
@@ -78,6 +101,7 @@ impl CheckCommand {
             CheckAction::Run { jobs, format } => {
                 let selected = cmd::select(self.jobs.clone(), &jobs)?;
                 let targets = cmd::open_targets(&selected, &self.config).await?;
+                cmd::guard_jobs(&selected, &targets, &self.config).await?;
                 let store = cmd::open_store(&self.config).await?;
                 store.record_jobs(&self.jobs, None).await?;
                 let outcomes = cmd::run_once(

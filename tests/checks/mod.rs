@@ -1,10 +1,13 @@
 //! Validation jobs against a real Postgres and a real lake: every check type with a value that
 //! passes and one that fails (asserting the measured value), warn thresholds, filters and
-//! windows, the one-query merge, timeouts that cancel the backend, gates, the run history.
+//! windows, the one-query merge, timeouts that cancel the backend, gates, the run history; the
+//! EXPLAIN guard and `check suggest`.
 
 mod alerts;
+mod guard;
 mod lake;
 mod postgres;
+mod suggest;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -13,8 +13,8 @@
 //! * A check that cannot be measured is `error` (with the target's message), never `pass`.
 //! * Anomaly checks judge this run's value against earlier runs only.
 
-mod sql;
-mod values;
+pub(crate) mod sql;
+pub(crate) mod values;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -157,12 +157,7 @@ pub async fn run_job(
     now: &(dyn Fn() -> DateTime<Utc> + Send + Sync),
 ) -> RunOutcome {
     let started_at = now();
-    let mut vars = Vars::default();
-    if let Some(w) = job.window {
-        let start = scheduled_at - chrono::Duration::from_std(w).unwrap_or_default();
-        vars.window_start = Some(start.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-        vars.window_end = Some(scheduled_at.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-    }
+    let mut vars = Vars::window(job.window, scheduled_at);
     let mut error = None;
     if job.incremental {
         match history.last_lsn(&job.name).await {

@@ -19,6 +19,18 @@ pub struct Vars {
 }
 
 impl Vars {
+    /// The window placeholders of a run scheduled for `at`: `{window_end}` is `at`,
+    /// `{window_start}` is `window` before it; none without a window.
+    pub fn window(window: Option<std::time::Duration>, at: chrono::DateTime<chrono::Utc>) -> Vars {
+        let mut vars = Vars::default();
+        if let Some(w) = window {
+            let start = at - chrono::Duration::from_std(w).unwrap_or_default();
+            vars.window_start = Some(start.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            vars.window_end = Some(at.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        }
+        vars
+    }
+
     /// `text` with `{window_start}` and `{window_end}` replaced.
     pub fn expand(&self, text: &str) -> String {
         let mut out = text.to_owned();
@@ -185,8 +197,32 @@ pub fn merged_scan(job: &Job, vars: &Vars) -> Option<(String, Vec<Measure>)> {
         .enumerate()
         .map(|(i, e)| format!("{e} AS m{i}"))
         .collect();
+    // When every check has its own filter, a row none of them admits counts nowhere: leave
+    // it out, so that filters on indexed columns can narrow the scan (not for incremental
+    // runs, whose `_lsn` high-water is over every row).
+    let mut filters: Vec<String> = Vec::new();
+    let mut all_filtered = vars.after_lsn.is_none();
+    for check in job.checks.iter().filter(|c| c.kind.is_scan_metric()) {
+        match check.filter {
+            Some(_) => {
+                let f = check_filter(check, vars);
+                if !filters.contains(&f) {
+                    filters.push(f);
+                }
+            }
+            None => all_filtered = false,
+        }
+    }
+    let narrow = match all_filtered {
+        true => format!(" WHERE {}", filters.join(" OR ")),
+        false => String::new(),
+    };
     Some((
-        format!("SELECT {} FROM {}", cols.join(", "), rows(job, vars)),
+        format!(
+            "SELECT {} FROM {}{narrow}",
+            cols.join(", "),
+            rows(job, vars)
+        ),
         measures,
     ))
 }

@@ -123,3 +123,18 @@ pub fn text_rows(result: &ResultSet, count: bool) -> Result<Vec<(Vec<String>, u6
     }
     Ok(out)
 }
+
+/// Every value of `column` of `result` in its text form (`None` for NULL).
+pub fn strings(result: &ResultSet, column: usize) -> Result<Vec<Option<String>>, String> {
+    let mut out = Vec::with_capacity(result.num_rows());
+    for batch in &result.batches {
+        let col = arrow_cast::cast(batch.column(column), &DataType::Utf8)
+            .map_err(|e| format!("column {column} has no text form: {e}"))?;
+        let text = col
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .ok_or("the column is not text")?;
+        out.extend((0..text.len()).map(|i| (!text.is_null(i)).then(|| text.value(i).to_owned())));
+    }
+    Ok(out)
+}
