@@ -83,7 +83,7 @@ async fn metrics_text(State(state): State<ApiState>) -> impl IntoResponse {
 
 async fn ready(State(state): State<ApiState>) -> impl IntoResponse {
     let status = state.status.borrow().clone();
-    if status == EngineStatus::Streaming {
+    if matches!(status, EngineStatus::Streaming | EngineStatus::Serving) {
         (StatusCode::OK, format!("{status}\n"))
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, format!("{status}\n"))

@@ -15,6 +15,7 @@ pub mod emit_sample;
 pub mod lake;
 pub mod query;
 pub mod run;
+pub mod serve;
 pub mod snapshot;
 pub mod tail;
 
@@ -48,6 +49,8 @@ pub enum Command {
     Lake(lake::LakeArgs),
     /// Run read-only SQL over the lake: change logs, current.<schema>.<table>, as_of(...).
     Query(query::QueryArgs),
+    /// Schedule the validation jobs and serve HTTP over the lake, without capture.
+    Serve(serve::ServeArgs),
     /// Validation jobs: check the job files, run jobs now, list them.
     Check(check::CheckArgs),
     /// Generate a sample shop workload of attributed transactions on a source database.
@@ -88,6 +91,7 @@ pub enum Prepared {
     Lake(lake::LakeCommand),
     Query(query::Query),
     Check(Box<check::CheckCommand>),
+    Serve(serve::ServeArgs, Box<Config>),
     EmitSample(emit_sample::EmitSample),
     Demo(demo::Demo),
 }
@@ -134,6 +138,12 @@ impl Command {
                 let cfg = Config::load(config, &overrides)?;
                 Ok(Prepared::Query(query::Query::new(args, &cfg)?))
             }
+            Command::Serve(args) => {
+                let mut overrides = args.source.overrides(None);
+                overrides.lake = args.lake.clone();
+                let cfg = Config::load(config, &overrides)?;
+                Ok(Prepared::Serve(args, Box::new(cfg)))
+            }
             Command::Check(args) => {
                 let mut overrides = args.source.overrides(None);
                 overrides.lake = args.lake.clone();
@@ -168,6 +178,7 @@ impl Prepared {
             Prepared::Lake(lake) => lake.run().await,
             Prepared::Query(query) => query.run(cancel).await,
             Prepared::Check(check) => check.run().await,
+            Prepared::Serve(args, cfg) => serve::run(args, *cfg, cancel).await,
             Prepared::EmitSample(emit) => emit.run(cancel).await,
             Prepared::Demo(demo) => demo.run(cancel).await,
         }

@@ -22,6 +22,7 @@
 //!   is confirmed.
 //! * The status is final (`stopped` or `failed`) exactly when `wait` returns.
 
+mod serve;
 mod status;
 mod tasks;
 
@@ -33,6 +34,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use serve::serve;
 pub use status::EngineStatus;
 pub use tasks::Tasks;
 

@@ -14,6 +14,8 @@ pub enum EngineStatus {
     Loading,
     /// Replication streams into the lake.
     Streaming,
+    /// `walaudit serve`: the schedulers and the HTTP listener run over the lake, no capture.
+    Serving,
     /// Shutting down or finishing a drain: flushing, confirming, stopping tasks.
     Draining,
     /// Stopped cleanly.
@@ -35,6 +37,7 @@ impl fmt::Display for EngineStatus {
             EngineStatus::Starting => f.write_str("starting"),
             EngineStatus::Loading => f.write_str("loading"),
             EngineStatus::Streaming => f.write_str("streaming"),
+            EngineStatus::Serving => f.write_str("serving"),
             EngineStatus::Draining => f.write_str("draining"),
             EngineStatus::Stopped => f.write_str("stopped"),
             EngineStatus::Failed(error) => write!(f, "failed: {error}"),

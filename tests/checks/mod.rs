@@ -7,6 +7,7 @@ mod alerts;
 mod guard;
 mod lake;
 mod postgres;
+mod serve;
 mod suggest;
 
 use std::collections::HashMap;
