@@ -224,6 +224,28 @@ pub async fn open_store(config: &Config) -> Result<RunStore, CommandError> {
         .map_err(err)
 }
 
+/// `walaudit check run`: the jobs named in `only` (all when empty) of `all`, guarded, run once
+/// now, recorded in the lake's history (with the definitions of `all`).
+pub async fn run_command(
+    all: &[Job],
+    only: &[String],
+    config: &Config,
+) -> Result<Vec<RunOutcome>, CommandError> {
+    let selected = select(all.to_vec(), only)?;
+    let targets = open_targets(&selected, config).await?;
+    guard_jobs(&selected, &targets, config).await?;
+    let store = open_store(config).await?;
+    let lake_err = |e: crate::lake::LakeError| CommandError::Lake {
+        lake: config.lake.url.clone(),
+        source: Box::new(e),
+    };
+    store.record_jobs(all, None).await.map_err(lake_err)?;
+    let max = config.checks.max_concurrent;
+    let outcomes = run_once(&selected, &targets, Some(&store), max, Trigger::Manual).await;
+    store.record(&outcomes).await.map_err(lake_err)?;
+    Ok(outcomes)
+}
+
 /// Runs `jobs` once, now: dependencies first, at most `max_concurrent` at once. A job whose
 /// dependency's latest run (in this batch, else in `store`) is not pass/warn is `blocked`.
 pub async fn run_once(

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::checks::command as cmd;
-use crate::checks::{Job, Trigger};
+use crate::checks::Job;
 use crate::config::Config;
 
 #[derive(Clone, Debug, Args)]
@@ -99,20 +99,7 @@ impl CheckCommand {
                 Ok(ExitCode::SUCCESS)
             }
             CheckAction::Run { jobs, format } => {
-                let selected = cmd::select(self.jobs.clone(), &jobs)?;
-                let targets = cmd::open_targets(&selected, &self.config).await?;
-                cmd::guard_jobs(&selected, &targets, &self.config).await?;
-                let store = cmd::open_store(&self.config).await?;
-                store.record_jobs(&self.jobs, None).await?;
-                let outcomes = cmd::run_once(
-                    &selected,
-                    &targets,
-                    Some(&store),
-                    self.config.checks.max_concurrent,
-                    Trigger::Manual,
-                )
-                .await;
-                store.record(&outcomes).await?;
+                let outcomes = cmd::run_command(&self.jobs, &jobs, &self.config).await?;
                 match format {
                     Format::Table => print!("{}", cmd::render_table(&outcomes)),
                     Format::Json => print!("{}", cmd::render_json(&outcomes)),

@@ -169,7 +169,7 @@ impl Command {
 impl Prepared {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let cancel = CancellationToken::new();
-        spawn_signal_handler(cancel.clone());
+        crate::engine::cancel_on_signals(cancel.clone());
         match self {
             Prepared::Tail(tail) => tail.run(cancel).await,
             Prepared::Doctor(doctor) => doctor.run().await,
@@ -183,32 +183,6 @@ impl Prepared {
             Prepared::Demo(demo) => demo.run(cancel).await,
         }
     }
-}
-
-/// Cancel on SIGINT or SIGTERM; a second signal exits at once.
-fn spawn_signal_handler(cancel: CancellationToken) {
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(err) => {
-                    tracing::warn!(error = %err, "cannot listen for SIGTERM");
-                    return;
-                }
-            };
-        for round in 0..2 {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            if round == 0 {
-                tracing::info!("signal received: shutting down (send again to exit at once)");
-                cancel.cancel();
-            } else {
-                std::process::exit(130);
-            }
-        }
-    });
 }
 
 pub use crate::report::init_logging;

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::query::{DEFAULT_MEMORY_LIMIT, LakeOptions, LakeQuery, OutputFormat, QueryError};
@@ -29,8 +29,8 @@ pub struct QueryArgs {
     #[arg(long = "lake", env = "WALAUDIT_LAKE")]
     pub lake_url: Option<String>,
     /// How to write the result.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
     /// Write the result to this file instead of standard output (required for parquet).
     #[arg(long, short)]
     pub output: Option<PathBuf>,
@@ -40,30 +40,6 @@ pub struct QueryArgs {
     /// Memory the query may use, in MiB; operators that can spill to disk do beyond it.
     #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEMORY_LIMIT >> 20)]
     pub memory_limit: usize,
-}
-
-/// `--format`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Aligned columns.
-    Table,
-    /// CSV with a header line.
-    Csv,
-    /// One JSON object per line.
-    Json,
-    /// Parquet (needs --output).
-    Parquet,
-}
-
-impl From<Format> for OutputFormat {
-    fn from(format: Format) -> Self {
-        match format {
-            Format::Table => OutputFormat::Table,
-            Format::Csv => OutputFormat::Csv,
-            Format::Json => OutputFormat::Json,
-            Format::Parquet => OutputFormat::Parquet,
-        }
-    }
 }
 
 /// A prepared `query`.
@@ -77,7 +53,7 @@ pub struct Query {
 impl Query {
     /// `config` gives the lake (`lake.url`, `[lake.s3]`) unless `--lake` names another.
     pub fn new(args: QueryArgs, config: &crate::config::Config) -> anyhow::Result<Query> {
-        if args.format == Format::Parquet && args.output.is_none() {
+        if args.format == OutputFormat::Parquet && args.output.is_none() {
             return Err(QueryError::ParquetNeedsOutput.into());
         }
         let timeout = match args.timeout {
@@ -133,7 +109,7 @@ impl Query {
             None => Box::new(BufWriter::new(std::io::stdout())),
         };
         session
-            .write_result(&self.args.sql, OutputFormat::from(self.args.format), out)
+            .write_result(&self.args.sql, self.args.format, out)
             .await?;
         Ok(())
     }

@@ -23,6 +23,7 @@
 //! * The status is final (`stopped` or `failed`) exactly when `wait` returns.
 
 mod serve;
+mod signals;
 mod status;
 mod tasks;
 
@@ -35,6 +36,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use serve::serve;
+pub use signals::cancel_on_signals;
 pub use status::EngineStatus;
 pub use tasks::Tasks;
 

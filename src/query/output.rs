@@ -18,8 +18,8 @@ use deltalake::parquet::arrow::ArrowWriter;
 
 use super::QueryError;
 
-/// How `walaudit query` writes its result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How `walaudit query` writes its result (`--format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
     /// Aligned columns for a terminal.
     Table,
