@@ -4,9 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::builder::{StringBuilder, TimestampMicrosecondBuilder};
-use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chrono::DateTime;
 use futures_util::StreamExt as _;
 
@@ -14,12 +13,9 @@ use super::alert::{AlertEvent, OpenAlert};
 use super::model::Severity;
 use crate::lake::LakeError;
 use crate::lake::catalog::{ALERT_EVENTS_TABLE, CHECKS_APP_ID, ENGINE_DIR};
+use crate::lake::rows::{read_micros, read_texts, texts, times, utc_micros};
 use crate::lake::storage::LakeLocation;
 use crate::lake::table::{LakeTable, engine_table_spec};
-
-fn ts() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
 
 pub fn alert_events_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -28,10 +24,10 @@ pub fn alert_events_schema() -> SchemaRef {
         Field::new("check", DataType::Utf8, false),
         Field::new("severity", DataType::Utf8, false),
         Field::new("event", DataType::Utf8, false),
-        Field::new("at", ts(), false),
+        Field::new("at", utc_micros(), false),
         Field::new("message", DataType::Utf8, false),
         Field::new("destinations", DataType::Utf8, false),
-        Field::new("opened_at", ts(), false),
+        Field::new("opened_at", utc_micros(), false),
     ]))
 }
 
@@ -60,19 +56,8 @@ impl AlertLog {
         let mut latest: HashMap<(String, String), (i64, OpenAlert, String)> = HashMap::new();
         while let Some(batch) = stream.next().await {
             let b = batch.map_err(|e| err(e.into()))?;
-            let s = |name: &str| -> Option<StringArray> {
-                let c = arrow_cast::cast(b.column_by_name(name)?, &DataType::Utf8).ok()?;
-                c.as_any().downcast_ref::<StringArray>().cloned()
-            };
-            let t = |name: &str| -> Option<Int64Array> {
-                let c = arrow_cast::cast(
-                    b.column_by_name(name)?,
-                    &DataType::Timestamp(TimeUnit::Microsecond, None),
-                )
-                .ok()?;
-                let c = arrow_cast::cast(&c, &DataType::Int64).ok()?;
-                c.as_any().downcast_ref::<Int64Array>().cloned()
-            };
+            let s = |name: &str| read_texts(&b, name);
+            let t = |name: &str| read_micros(&b, name);
             let (
                 Some(id),
                 Some(job),
@@ -141,16 +126,11 @@ impl AlertLog {
         if events.is_empty() {
             return Ok(());
         }
-        let text = |f: &dyn Fn(&AlertEvent) -> String| -> ArrayRef {
-            let mut b = StringBuilder::new();
-            events.iter().for_each(|e| b.append_value(f(e)));
-            Arc::new(b.finish())
+        let text = |f: &dyn Fn(&AlertEvent) -> String| {
+            let values: Vec<String> = events.iter().map(f).collect();
+            texts(values.iter().map(|v| Some(v.as_str())))
         };
-        let time = |f: &dyn Fn(&AlertEvent) -> i64| -> ArrayRef {
-            let mut b = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-            events.iter().for_each(|e| b.append_value(f(e)));
-            Arc::new(b.finish())
-        };
+        let time = |f: &dyn Fn(&AlertEvent) -> i64| times(events.iter().map(|e| Some(f(e))));
         let batch = RecordBatch::try_new(
             alert_events_schema(),
             vec![

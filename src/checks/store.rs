@@ -17,9 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
-use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_array::{Array, Float64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
@@ -27,6 +26,9 @@ use futures_util::StreamExt as _;
 use super::model::{Job, Status};
 use super::run::{History, RunOutcome};
 use crate::lake::LakeError;
+use crate::lake::rows::{
+    column_as, longs, read_longs, read_micros, read_texts, texts, times, utc_micros,
+};
 use crate::lake::storage::LakeLocation;
 use crate::lake::table::{LakeTable, engine_table_spec};
 
@@ -37,10 +39,6 @@ pub use crate::lake::catalog::{
 pub const KEEP_HISTORY: Duration = Duration::from_secs(90 * 86_400);
 use crate::lake::catalog::CHECKS_APP_ID as APP_ID;
 
-fn ts() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
-
 pub fn jobs_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("name", DataType::Utf8, false),
@@ -48,7 +46,7 @@ pub fn jobs_schema() -> SchemaRef {
         Field::new("definition", DataType::Utf8, false),
         Field::new("origin", DataType::Utf8, false),
         Field::new("author", DataType::Utf8, true),
-        Field::new("changed_at", ts(), false),
+        Field::new("changed_at", utc_micros(), false),
         Field::new("deleted", DataType::Boolean, false),
     ]))
 }
@@ -58,9 +56,9 @@ pub fn runs_schema() -> SchemaRef {
         Field::new("run_id", DataType::Utf8, false),
         Field::new("job", DataType::Utf8, false),
         Field::new("job_version", DataType::Int64, true),
-        Field::new("scheduled_at", ts(), false),
-        Field::new("started_at", ts(), false),
-        Field::new("finished_at", ts(), false),
+        Field::new("scheduled_at", utc_micros(), false),
+        Field::new("started_at", utc_micros(), false),
+        Field::new("finished_at", utc_micros(), false),
         Field::new("duration_ms", DataType::Int64, false),
         Field::new("status", DataType::Utf8, false),
         Field::new("error", DataType::Utf8, true),
@@ -80,7 +78,7 @@ pub fn results_schema() -> SchemaRef {
         Field::new("value", DataType::Float64, true),
         Field::new("threshold", DataType::Utf8, false),
         Field::new("samples", DataType::Utf8, true),
-        Field::new("measured_at", ts(), false),
+        Field::new("measured_at", utc_micros(), false),
         Field::new("message", DataType::Utf8, true),
     ]))
 }
@@ -102,6 +100,54 @@ struct Index {
     /// (job, check) → (measured_at µs, value), oldest first.
     values: HashMap<(String, String), Vec<(i64, f64)>>,
     samples: HashMap<(String, String), serde_json::Value>,
+}
+
+impl Index {
+    fn remember(&mut self, run: &RunOutcome) {
+        let state = self.jobs.entry(run.job.clone()).or_default();
+        if Some(run.scheduled_at) >= state.last_scheduled {
+            state.last_scheduled = Some(run.scheduled_at);
+            state.last_status = Some(run.status);
+        }
+        if let Some(l) = run.lsn_high {
+            state.last_lsn = Some(state.last_lsn.unwrap_or(l).max(l));
+        }
+        for c in &run.results {
+            let key = (run.job.clone(), c.check.clone());
+            if let Some(v) = c.value {
+                self.values
+                    .entry(key.clone())
+                    .or_default()
+                    .push((c.measured_at.timestamp_micros(), v));
+            }
+            if let Some(s) = &c.samples {
+                self.samples.insert(key, s.clone());
+            }
+        }
+    }
+
+    fn values(&self, job: &str, check: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<f64> {
+        let (from, to) = (from.timestamp_micros(), to.timestamp_micros());
+        self.values
+            .get(&(job.to_owned(), check.to_owned()))
+            .map(|v| {
+                v.iter()
+                    .filter(|(at, _)| *at >= from && *at < to)
+                    .map(|(_, x)| *x)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn last_samples(&self, job: &str, check: &str) -> Option<serde_json::Value> {
+        self.samples
+            .get(&(job.to_owned(), check.to_owned()))
+            .cloned()
+    }
+
+    fn last_lsn(&self, job: &str) -> Option<i64> {
+        self.jobs.get(job).and_then(|s| s.last_lsn)
+    }
 }
 
 /// The history tables of one lake, with their index.
@@ -197,12 +243,12 @@ impl RunStore {
         let batch = RecordBatch::try_new(
             jobs_schema(),
             vec![
-                text(rows.iter().map(|r| Some(r.0.as_str()))),
-                long(rows.iter().map(|r| Some(r.1))),
-                text(rows.iter().map(|r| Some(r.2.as_str()))),
-                text(rows.iter().map(|r| Some(r.3.as_str()))),
-                text(rows.iter().map(|_| author)),
-                time(rows.iter().map(|_| Some(now))),
+                texts(rows.iter().map(|r| Some(r.0.as_str()))),
+                longs(rows.iter().map(|r| Some(r.1))),
+                texts(rows.iter().map(|r| Some(r.2.as_str()))),
+                texts(rows.iter().map(|r| Some(r.3.as_str()))),
+                texts(rows.iter().map(|_| author)),
+                times(rows.iter().map(|_| Some(now))),
                 Arc::new(
                     rows.iter()
                         .map(|r| Some(r.4))
@@ -232,28 +278,7 @@ impl RunStore {
 
     /// Adds `run` to the index (what [`History`] answers from), before it is written.
     pub fn remember(&self, run: &RunOutcome) {
-        let mut index = self.index.lock().expect("index lock");
-        let state = index.jobs.entry(run.job.clone()).or_default();
-        if Some(run.scheduled_at) >= state.last_scheduled {
-            state.last_scheduled = Some(run.scheduled_at);
-            state.last_status = Some(run.status);
-        }
-        if let Some(l) = run.lsn_high {
-            state.last_lsn = Some(state.last_lsn.unwrap_or(l).max(l));
-        }
-        for c in &run.results {
-            let key = (run.job.clone(), c.check.clone());
-            if let Some(v) = c.value {
-                index
-                    .values
-                    .entry(key.clone())
-                    .or_default()
-                    .push((c.measured_at.timestamp_micros(), v));
-            }
-            if let Some(s) = &c.samples {
-                index.samples.insert(key, s.clone());
-            }
-        }
+        self.index.lock().expect("index lock").remember(run);
     }
 
     /// Appends `runs` and their results: one commit per table for the whole batch. The
@@ -272,21 +297,21 @@ impl RunStore {
         let runs_batch = RecordBatch::try_new(
             runs_schema(),
             vec![
-                text(runs.iter().map(|r| Some(r.run_id.as_str()))),
-                text(runs.iter().map(|r| Some(r.job.as_str()))),
-                long(versions.iter().copied()),
-                time(runs.iter().map(|r| Some(micros(r.scheduled_at)))),
-                time(runs.iter().map(|r| Some(micros(r.started_at)))),
-                time(runs.iter().map(|r| Some(micros(r.finished_at)))),
-                long(
+                texts(runs.iter().map(|r| Some(r.run_id.as_str()))),
+                texts(runs.iter().map(|r| Some(r.job.as_str()))),
+                longs(versions.iter().copied()),
+                times(runs.iter().map(|r| Some(micros(r.scheduled_at)))),
+                times(runs.iter().map(|r| Some(micros(r.started_at)))),
+                times(runs.iter().map(|r| Some(micros(r.finished_at)))),
+                longs(
                     runs.iter()
                         .map(|r| Some((r.finished_at - r.started_at).num_milliseconds())),
                 ),
-                text(runs.iter().map(|r| Some(r.status.as_str()))),
-                text(runs.iter().map(|r| r.error.as_deref())),
-                text(runs.iter().map(|r| Some(r.trigger.as_str()))),
-                long(runs.iter().map(|r| r.lsn_high)),
-                long(runs.iter().map(|r| Some(r.statements as i64))),
+                texts(runs.iter().map(|r| Some(r.status.as_str()))),
+                texts(runs.iter().map(|r| r.error.as_deref())),
+                texts(runs.iter().map(|r| Some(r.trigger.as_str()))),
+                longs(runs.iter().map(|r| r.lsn_high)),
+                longs(runs.iter().map(|r| Some(r.statements as i64))),
             ],
         )
         .map_err(arrow(RUNS_TABLE))?;
@@ -301,21 +326,21 @@ impl RunStore {
         let results_batch = RecordBatch::try_new(
             results_schema(),
             vec![
-                text(results.iter().map(|(r, _)| Some(r.run_id.as_str()))),
-                text(results.iter().map(|(r, _)| Some(r.job.as_str()))),
-                text(results.iter().map(|(_, c)| Some(c.check.as_str()))),
-                text(results.iter().map(|(_, c)| Some(c.type_name))),
-                text(results.iter().map(|(_, c)| Some(c.status.as_str()))),
+                texts(results.iter().map(|(r, _)| Some(r.run_id.as_str()))),
+                texts(results.iter().map(|(r, _)| Some(r.job.as_str()))),
+                texts(results.iter().map(|(_, c)| Some(c.check.as_str()))),
+                texts(results.iter().map(|(_, c)| Some(c.type_name))),
+                texts(results.iter().map(|(_, c)| Some(c.status.as_str()))),
                 Arc::new(
                     results
                         .iter()
                         .map(|(_, c)| c.value)
                         .collect::<Float64Array>(),
                 ),
-                text(results.iter().map(|(_, c)| Some(c.threshold.as_str()))),
-                text(samples.iter().map(|s| s.as_deref())),
-                time(results.iter().map(|(_, c)| Some(micros(c.measured_at)))),
-                text(results.iter().map(|(_, c)| c.message.as_deref())),
+                texts(results.iter().map(|(_, c)| Some(c.threshold.as_str()))),
+                texts(samples.iter().map(|s| s.as_deref())),
+                times(results.iter().map(|(_, c)| Some(micros(c.measured_at)))),
+                texts(results.iter().map(|(_, c)| c.message.as_deref())),
             ],
         )
         .map_err(arrow(RESULTS_TABLE))?;
@@ -344,18 +369,11 @@ impl History for RunStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<f64>, String> {
-        let index = self.index.lock().expect("index lock");
-        let (from, to) = (from.timestamp_micros(), to.timestamp_micros());
-        Ok(index
-            .values
-            .get(&(job.to_owned(), check.to_owned()))
-            .map(|v| {
-                v.iter()
-                    .filter(|(at, _)| *at >= from && *at < to)
-                    .map(|(_, x)| *x)
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(self
+            .index
+            .lock()
+            .expect("index lock")
+            .values(job, check, from, to))
     }
 
     async fn last_samples(
@@ -363,15 +381,15 @@ impl History for RunStore {
         job: &str,
         check: &str,
     ) -> Result<Option<serde_json::Value>, String> {
-        let index = self.index.lock().expect("index lock");
-        Ok(index
-            .samples
-            .get(&(job.to_owned(), check.to_owned()))
-            .cloned())
+        Ok(self
+            .index
+            .lock()
+            .expect("index lock")
+            .last_samples(job, check))
     }
 
     async fn last_lsn(&self, job: &str) -> Result<Option<i64>, String> {
-        Ok(self.job_state(job).and_then(|s| s.last_lsn))
+        Ok(self.index.lock().expect("index lock").last_lsn(job))
     }
 }
 
@@ -392,68 +410,18 @@ fn arrow(table: &'static str) -> impl Fn(arrow_schema::ArrowError) -> LakeError 
     }
 }
 
-fn text<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
-    let mut b = StringBuilder::new();
-    values.for_each(|v| b.append_option(v));
-    Arc::new(b.finish())
-}
-
-fn long(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
-    let mut b = Int64Builder::new();
-    values.for_each(|v| b.append_option(v));
-    Arc::new(b.finish())
-}
-
-fn time(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
-    let mut b = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-    values.for_each(|v| b.append_option(v));
-    Arc::new(b.finish())
-}
-
-/// Column `name` of `batch` cast to `to` (a scan may return view or large string types).
-fn col(batch: &RecordBatch, name: &str, to: &DataType) -> Option<ArrayRef> {
-    arrow_cast::cast(batch.column_by_name(name)?, to).ok()
-}
-
-fn strings(batch: &RecordBatch, name: &str) -> Option<StringArray> {
-    col(batch, name, &DataType::Utf8)?
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .cloned()
-}
-
-fn longs(batch: &RecordBatch, name: &str) -> Option<Int64Array> {
-    col(batch, name, &DataType::Int64)?
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .cloned()
-}
-
-fn micros(batch: &RecordBatch, name: &str) -> Option<Int64Array> {
-    let ts = col(
-        batch,
-        name,
-        &DataType::Timestamp(TimeUnit::Microsecond, None),
-    )?;
-    arrow_cast::cast(&ts, &DataType::Int64)
-        .ok()?
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .cloned()
-}
-
 fn str_at(a: Option<&StringArray>, i: usize) -> Option<String> {
     a.filter(|a| !a.is_null(i)).map(|a| a.value(i).to_owned())
 }
 
 fn index_jobs(index: &mut Index, b: &RecordBatch) {
-    let def = strings(b, "definition");
-    let deleted = col(b, "deleted", &DataType::Boolean).and_then(|c| {
+    let def = read_texts(b, "definition");
+    let deleted = column_as(b, "deleted", &DataType::Boolean).and_then(|c| {
         c.as_any()
             .downcast_ref::<arrow_array::BooleanArray>()
             .cloned()
     });
-    let (Some(name), Some(version)) = (strings(b, "name"), longs(b, "version")) else {
+    let (Some(name), Some(version)) = (read_texts(b, "name"), read_longs(b, "version")) else {
         return;
     };
     for i in 0..b.num_rows() {
@@ -467,9 +435,10 @@ fn index_jobs(index: &mut Index, b: &RecordBatch) {
 }
 
 fn index_runs(index: &mut Index, b: &RecordBatch) {
-    let status = strings(b, "status");
-    let lsn = longs(b, "lsn_high");
-    let (Some(job), Some(scheduled)) = (strings(b, "job"), micros(b, "scheduled_at")) else {
+    let status = read_texts(b, "status");
+    let lsn = read_longs(b, "lsn_high");
+    let (Some(job), Some(scheduled)) = (read_texts(b, "job"), read_micros(b, "scheduled_at"))
+    else {
         return;
     };
     for i in 0..b.num_rows() {
@@ -486,14 +455,14 @@ fn index_runs(index: &mut Index, b: &RecordBatch) {
 }
 
 fn index_results(index: &mut Index, b: &RecordBatch, keep_from: i64) {
-    let samples = strings(b, "samples");
-    let value = col(b, "value", &DataType::Float64)
+    let samples = read_texts(b, "samples");
+    let value = column_as(b, "value", &DataType::Float64)
         .and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned());
     let (Some(job), Some(check), Some(value), Some(at)) = (
-        strings(b, "job"),
-        strings(b, "check"),
+        read_texts(b, "job"),
+        read_texts(b, "check"),
         value,
-        micros(b, "measured_at"),
+        read_micros(b, "measured_at"),
     ) else {
         return;
     };
@@ -512,37 +481,27 @@ fn index_results(index: &mut Index, b: &RecordBatch, keep_from: i64) {
     }
 }
 
-/// Values of one (job, check), oldest first.
-pub type Series = Vec<(DateTime<Utc>, f64)>;
-
-/// An in-memory [`History`] for tests and `check run` without a lake.
+/// An in-memory [`History`] for tests and runs without a lake: the store's index alone.
 #[derive(Default)]
 pub struct MemoryHistory {
-    pub values: Mutex<HashMap<(String, String), Series>>,
-    pub samples: Mutex<HashMap<(String, String), serde_json::Value>>,
-    pub lsn: Mutex<HashMap<String, i64>>,
+    index: Mutex<Index>,
 }
 
 impl MemoryHistory {
     /// Remembers what `run` measured, as the lake store would.
     pub fn remember(&self, run: &RunOutcome) {
-        for c in &run.results {
-            let key = (run.job.clone(), c.check.clone());
-            if let Some(v) = c.value {
-                self.values
-                    .lock()
-                    .expect("lock")
-                    .entry(key.clone())
-                    .or_default()
-                    .push((c.measured_at, v));
-            }
-            if let Some(s) = &c.samples {
-                self.samples.lock().expect("lock").insert(key, s.clone());
-            }
-        }
-        if let Some(l) = run.lsn_high {
-            self.lsn.lock().expect("lock").insert(run.job.clone(), l);
-        }
+        self.index.lock().expect("index lock").remember(run);
+    }
+
+    /// Adds a value of `(job, check)` measured `at` (for synthetic histories).
+    pub fn push(&self, job: &str, check: &str, at: DateTime<Utc>, value: f64) {
+        let mut index = self.index.lock().expect("index lock");
+        let series = index
+            .values
+            .entry((job.to_owned(), check.to_owned()))
+            .or_default();
+        series.push((at.timestamp_micros(), value));
+        series.sort_by_key(|(t, _)| *t);
     }
 }
 
@@ -555,16 +514,11 @@ impl History for MemoryHistory {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<f64>, String> {
-        let values = self.values.lock().expect("lock");
-        Ok(values
-            .get(&(job.to_owned(), check.to_owned()))
-            .map(|v| {
-                v.iter()
-                    .filter(|(at, _)| *at >= from && *at < to)
-                    .map(|(_, x)| *x)
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(self
+            .index
+            .lock()
+            .expect("index lock")
+            .values(job, check, from, to))
     }
 
     async fn last_samples(
@@ -573,14 +527,13 @@ impl History for MemoryHistory {
         check: &str,
     ) -> Result<Option<serde_json::Value>, String> {
         Ok(self
-            .samples
+            .index
             .lock()
-            .expect("lock")
-            .get(&(job.to_owned(), check.to_owned()))
-            .cloned())
+            .expect("index lock")
+            .last_samples(job, check))
     }
 
     async fn last_lsn(&self, job: &str) -> Result<Option<i64>, String> {
-        Ok(self.lsn.lock().expect("lock").get(job).copied())
+        Ok(self.index.lock().expect("index lock").last_lsn(job))
     }
 }

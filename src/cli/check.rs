@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::checks::command as cmd;
 use crate::checks::Job;
+use crate::checks::command as cmd;
 use crate::config::Config;
 
 #[derive(Clone, Debug, Args)]

@@ -197,18 +197,7 @@ impl Engine {
         let (status_tx, status) = watch::channel(EngineStatus::Starting);
         let status_tx = Arc::new(status_tx);
         let tasks = Tasks::default();
-        let http_stop = CancellationToken::new();
-        tasks.spawn(
-            "http",
-            api::serve(
-                listener,
-                ApiState {
-                    metrics: Arc::clone(&metrics),
-                    status: status.clone(),
-                },
-                http_stop.clone(),
-            ),
-        );
+        let http_stop = spawn_http(&tasks, listener, &metrics, &status);
         if let Some(checks) = options.checks.take() {
             let jobs = checks.jobs.len();
             crate::checks::service::start(checks, &tasks, cancel.clone()).await?;
@@ -240,6 +229,22 @@ impl Engine {
             grace,
         })
     }
+}
+
+/// Starts the HTTP listener as the task `http`; it stops when the returned token is cancelled.
+pub(crate) fn spawn_http(
+    tasks: &Tasks,
+    listener: tokio::net::TcpListener,
+    metrics: &SharedMetrics,
+    status: &watch::Receiver<EngineStatus>,
+) -> CancellationToken {
+    let stop = CancellationToken::new();
+    let state = ApiState {
+        metrics: Arc::clone(metrics),
+        status: status.clone(),
+    };
+    tasks.spawn("http", api::serve(listener, state, stop.clone()));
+    stop
 }
 
 impl EngineHandle {

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{EngineError, EngineStatus, Tasks};
-use crate::api::{self, ApiState};
+use crate::api;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
@@ -34,18 +34,7 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::new());
     let (status_tx, status) = watch::channel(EngineStatus::Starting);
     let tasks = Tasks::default();
-    let http_stop = CancellationToken::new();
-    tasks.spawn(
-        "http",
-        api::serve(
-            listener,
-            ApiState {
-                metrics: Arc::clone(&metrics),
-                status: status.clone(),
-            },
-            http_stop.clone(),
-        ),
-    );
+    let http_stop = super::spawn_http(&tasks, listener, &metrics, &status);
     on_listen(bound, status);
     let jobs = match &config.checks.dir {
         Some(dir) => crate::checks::command::load_jobs(dir, config)?,

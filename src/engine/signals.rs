@@ -28,4 +28,3 @@ pub fn cancel_on_signals(cancel: CancellationToken) {
         }
     });
 }
-

@@ -32,6 +32,7 @@ pub mod maintenance;
 pub mod options;
 pub mod probe;
 pub mod read_batch;
+pub mod rows;
 pub mod schema;
 pub mod sink;
 pub mod storage;

@@ -16,11 +16,12 @@ use std::sync::Arc;
 
 use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use futures_util::StreamExt as _;
 
 use super::SnapshotError;
 use super::plan::{Bound, Chunk};
+use crate::lake::rows::utc_micros as ts;
 use crate::lake::sink::engine_table_spec;
 use crate::lake::storage::LakeLocation;
 use crate::lake::table::LakeTable;
@@ -89,10 +90,6 @@ pub struct ChunkRecord {
     pub rows: Option<i64>,
     pub snapshot_lsn: Option<i64>,
     pub recorded_at: i64,
-}
-
-fn ts() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
 pub fn loads_schema() -> SchemaRef {

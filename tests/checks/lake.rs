@@ -223,16 +223,15 @@ jobs:
     let noise = [
         97.0, 103.0, 99.0, 101.0, 96.0, 104.0, 100.0, 98.0, 102.0, 95.0, 105.0, 100.0, 99.0, 101.0,
     ];
-    {
-        let mut v = history.values.lock().unwrap();
-        let series = v.entry(("events_daily".into(), "rows".into())).or_default();
-        series.push((Utc::now() - Days::days(30), 10_000.0));
-        for (i, x) in noise.iter().enumerate() {
-            series.push((
-                Utc::now() - Days::days(14) + Days::hours(12) + Days::days(i as i64),
-                *x,
-            ));
-        }
+    history.push(
+        "events_daily",
+        "rows",
+        Utc::now() - Days::days(30),
+        10_000.0,
+    );
+    for (i, x) in noise.iter().enumerate() {
+        let at = Utc::now() - Days::days(14) + Days::hours(12) + Days::days(i as i64);
+        history.push("events_daily", "rows", at, *x);
     }
     let out = run_job(
         &jobs[0],
