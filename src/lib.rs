@@ -24,6 +24,8 @@
 //! * [`sql`]: the read-only query seam (deadline, limits, Arrow results) over the lake, a
 //!   Postgres connection, or memory, for checks and reconciliation.
 //! * [`demo`]: the sample shop workload and the private cluster of `walaudit demo`.
+//! * [`cluster`]: a throwaway PostgreSQL cluster from the installed server binaries (the
+//!   demo's, and the tests' and benchmarks').
 //! * [`slot_watch`]: the slot's retained WAL and `wal_status` while the engine runs.
 
 pub mod api;
@@ -31,6 +33,7 @@ pub mod backoff;
 pub mod capture;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod decode;
 pub mod demo;

@@ -21,13 +21,11 @@
 //! Include it as `#[allow(dead_code, unused_imports)] mod support;`: each suite (or bench) uses
 //! a different part, and a helper nobody uses yet is not a defect.
 
-mod binaries;
 pub mod cluster;
 pub mod database;
 pub mod orders;
 pub mod prerequisites;
 pub mod s3;
-mod supervisor;
 mod tls;
 mod util;
 
