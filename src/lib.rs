@@ -26,6 +26,8 @@
 //! * [`demo`]: the sample shop workload and the private cluster of `walaudit demo`.
 //! * [`cluster`]: a throwaway PostgreSQL cluster from the installed server binaries (the
 //!   demo's, and the tests' and benchmarks').
+//! * `testing` (feature `test-utils`, on for the crate's own tests and benchmarks): the test
+//!   harness: clusters with test settings, a fresh database per test, an in-process S3 server.
 //! * [`slot_watch`]: the slot's retained WAL and `wal_status` while the engine runs.
 
 pub mod api;
@@ -50,5 +52,7 @@ pub mod slot_watch;
 pub mod snapshot;
 pub mod source;
 pub mod sql;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 
 pub use lsn::Lsn;

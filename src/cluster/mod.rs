@@ -1,5 +1,5 @@
 //! A throwaway PostgreSQL cluster from the installed server binaries: the private cluster of
-//! `walaudit demo`, and the clusters of the tests and benchmarks (`tests/support`).
+//! `walaudit demo`, and the clusters of the tests and benchmarks (`walaudit::testing`).
 //!
 //! ```text
 //!  owner ──stdin: initdb | start | stop | crash──► sh pg_wrapper.sh ──► initdb, postgres

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub use walaudit::cluster::process_running;
-pub use walaudit::source::quote::{quote_ident, quote_literal};
+pub use crate::cluster::process_running;
+pub use crate::source::quote::{quote_ident, quote_literal};
 
 /// A name unique in this process and across concurrently running test processes, made of
 /// `[a-z0-9_]` only and at most 63 bytes (a Postgres identifier): `<hint>_<pid>_<counter>`.

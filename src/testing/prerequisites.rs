@@ -18,8 +18,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-pub use walaudit::cluster::SERVER_PACKAGE;
-use walaudit::cluster::{ClusterError, LOOKED_AT, PG_BIN_ENV, Server, find_bin_dir};
+pub use crate::cluster::SERVER_PACKAGE;
+use crate::cluster::{ClusterError, LOOKED_AT, PG_BIN_ENV, Server, find_bin_dir};
 
 /// The script that installs everything below (tests/README.md).
 pub const SETUP_SCRIPT: &str = "tests/setup.sh";

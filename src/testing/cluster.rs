@@ -1,4 +1,4 @@
-//! The tests' PostgreSQL clusters: [`walaudit::cluster::Cluster`] with test settings, a TCP
+//! The tests' PostgreSQL clusters: [`crate::cluster::Cluster`] with test settings, a TCP
 //! listener with password authentication (scram-sha-256, md5 for [`MD5_GROUP`]), optional TLS,
 //! and a fresh database per test.
 //!
@@ -7,7 +7,7 @@
 //! restarts or crashes the server, starts its own with [`PgCluster::start`].
 //!
 //! # Invariants
-//! * Nothing outlives the test process (see [`walaudit::cluster`]): the supervising shell shuts
+//! * Nothing outlives the test process (see [`crate::cluster`]): the supervising shell shuts
 //!   the server down and deletes the cluster directory however the test process ends.
 //! * Runtime-agnostic: a `PgCluster` holds no connection. Every `tokio_postgres::Client` is made
 //!   on the runtime of the test that uses it (each `#[tokio::test]` has its own runtime).
@@ -24,8 +24,8 @@ use tokio_postgres::{Client, NoTls};
 use super::database::TestDb;
 use super::tls::{self, TlsFiles};
 use super::util::{quote_ident, quote_literal, url_encode};
-use walaudit::cluster::{Cluster, ClusterConfig, Listen, block_on};
-pub use walaudit::cluster::{PG_BIN_ENV, SUPERUSER, StopMode, WalLevel};
+use crate::cluster::{Cluster, ClusterConfig, Listen, block_on};
+pub use crate::cluster::{PG_BIN_ENV, SUPERUSER, StopMode, WalLevel};
 /// Its password (TCP connections use scram-sha-256; Unix sockets need none).
 pub const SUPERUSER_PASSWORD: &str = "walaudit-test-secret";
 /// Members of this role authenticate with md5 over TCP when [`ClusterOptions::md5_auth`].
