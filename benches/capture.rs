@@ -15,9 +15,7 @@
 //! `WALAUDIT_BENCH_ROWS` scales the workload (default 1000000 inserts; updates are a fifth).
 #![allow(unsafe_code)] // the counting allocator below, for peak-heap figures only
 
-#[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod support;
+use walaudit::testing as support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;

@@ -15,9 +15,7 @@
 //!
 //! `WALAUDIT_BENCH_ROWS` scales the workload (default 1000000 inserts; updates are a fifth).
 
-#[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod support;
+use walaudit::testing as support;
 
 mod common;
 

@@ -11,9 +11,7 @@
 //!
 //! `WALAUDIT_BENCH_ROWS` scales the table (default 10000000).
 
-#[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
-mod support;
+use walaudit::testing as support;
 
 mod common;
 

@@ -25,6 +25,10 @@
 //!   Postgres connection, or memory, for checks and reconciliation.
 //! * [`demo`]: the sample shop workload and the private cluster of `walaudit demo`.
 //! * [`checks`]: validation jobs; [`checks::schedule`] runs them on their cron schedules.
+//! * [`cluster`]: a throwaway PostgreSQL cluster from the installed server binaries (the
+//!   demo's, and the tests' and benchmarks').
+//! * `testing` (feature `test-utils`, on for the crate's own tests and benchmarks): the test
+//!   harness: clusters with test settings, a fresh database per test, an in-process S3 server.
 //! * [`slot_watch`]: the slot's retained WAL and `wal_status` while the engine runs.
 //!
 //! # Features
@@ -45,6 +49,8 @@ pub mod checks;
 pub mod cli;
 #[cfg(feature = "engine")]
 pub mod clock;
+#[cfg(feature = "engine")]
+pub mod cluster;
 #[cfg(feature = "engine")]
 pub mod config;
 pub mod decode;
@@ -77,5 +83,7 @@ pub mod snapshot;
 pub mod source;
 #[cfg(feature = "engine")]
 pub mod sql;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 
 pub use lsn::Lsn;

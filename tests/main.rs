@@ -9,9 +9,9 @@
 //! A suite lives in `tests/<suite>/mod.rs` (a directory), never in `tests/<suite>.rs`: Cargo
 //! builds every `tests/*.rs` file as a separate test binary of its own.
 
-// A helper no suite uses yet is not a defect.
-#[allow(dead_code, unused_imports)]
-mod support;
+// The harness: `walaudit::testing` (feature `test-utils`, which the crate's dev-dependency on
+// itself turns on for its tests), reached by the suites as `crate::support`.
+use walaudit::testing as support;
 
 mod capture;
 mod checks;

@@ -9,7 +9,7 @@
 //!  ─► sample audit queries over the lake ─► cluster stopped and deleted
 //! ```
 //!
-//! The cluster is removed on every path (see `demo::cluster`). The lake directory is the demo's
+//! The cluster is removed on every path (see `crate::cluster`). The lake directory is the demo's
 //! own: one left by an earlier demo is replaced, anything else there is refused.
 
 use std::net::SocketAddr;
@@ -22,8 +22,8 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::run::{Run, RunArgs};
+use crate::cluster::{Cluster, Server};
 use crate::config::{Config, parse_duration};
-use crate::demo::cluster::{DemoCluster, Server};
 use crate::demo::session::{
     DEMO_DB, catch_up, prepare_lake, print_queries, setup_source, sleep_or_forever, wait_streaming,
 };
@@ -74,14 +74,14 @@ impl Demo {
         let server = Server::find()?;
         prepare_lake(&self.args.lake)?;
         println!("walaudit demo: starting a private PostgreSQL cluster");
-        let cluster = DemoCluster::start(server).await?;
+        let cluster = Cluster::start_async(server, crate::demo::cluster_config()).await?;
         println!(
             "  cluster: {} (binaries {}), deleted when the demo ends",
             cluster.base_dir().display(),
             cluster.bin_dir().display()
         );
         let result = self.run_on(&cluster, &cancel).await;
-        let stopped = cluster.shutdown().await;
+        let stopped = cluster.shutdown_async().await;
         let code = result?;
         stopped?;
         println!("walaudit demo: cluster stopped and deleted");
@@ -90,10 +90,10 @@ impl Demo {
 
     async fn run_on(
         &self,
-        cluster: &DemoCluster,
+        cluster: &Cluster,
         cancel: &CancellationToken,
     ) -> anyhow::Result<ExitCode> {
-        let url = cluster.url(DEMO_DB);
+        let url = cluster.unix_url(DEMO_DB);
         setup_source(cluster).await?;
 
         let mut config = self.config.clone();

@@ -1,14 +1,27 @@
 //! Everything `walaudit demo` and `walaudit emit-sample` need: a sample "shop" workload with
-//! attributed transactions ([`workload`]) and, for the demo, a private PostgreSQL cluster.
+//! attributed transactions ([`workload`]) and, for the demo, a private PostgreSQL cluster
+//! ([`crate::cluster`], set up by [`cluster_config`]).
 //!
 //! ```text
 //!  walaudit emit-sample ─► workload::create_schema, workload::run ─► any source database
-//!  walaudit demo ─► cluster::DemoCluster (initdb, postgres) ─► shop schema, publication, slot
+//!  walaudit demo ─► crate::cluster::Cluster (initdb, postgres) ─► shop schema, publication, slot
 //!                   ├─ workload::run in the background (several actors)
 //!                   ├─ the engine (cli::run) into the demo lake, /metrics on the listener
 //!                   └─ sample audit queries over the lake (query::LakeQuery)
 //! ```
 
-pub mod cluster;
 pub mod session;
 pub mod workload;
+
+use crate::cluster::{ClusterConfig, Listen, WalLevel};
+
+/// The demo's private cluster: `wal_level = logical`, a Unix socket in its own directory and no
+/// TCP listener (so it collides with nothing), small and not durable.
+pub fn cluster_config() -> ClusterConfig {
+    ClusterConfig {
+        dir_prefix: "walaudit-demo-".into(),
+        listen: Listen::Unix,
+        wal_level: WalLevel::Logical,
+        ..ClusterConfig::default()
+    }
+}

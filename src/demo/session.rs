@@ -8,8 +8,8 @@ use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::util::pretty::pretty_format_batches;
 use tokio::sync::watch;
 
-use super::cluster::DemoCluster;
 use super::workload::{self, WorkloadError, WorkloadStats};
+use crate::cluster::Cluster;
 use crate::engine::EngineStatus;
 use crate::metrics::SharedMetrics;
 use crate::query::{LakeOptions, LakeQuery, QueryError};
@@ -81,8 +81,8 @@ pub fn prepare_lake(lake: &Path) -> Result<(), DemoError> {
 }
 
 /// Database, shop schema, publication and slot, before any row is written.
-pub async fn setup_source(cluster: &DemoCluster) -> Result<(), DemoError> {
-    let admin = ConnParams::parse(&cluster.url("postgres"))?
+pub async fn setup_source(cluster: &Cluster) -> Result<(), DemoError> {
+    let admin = ConnParams::parse(&cluster.unix_url("postgres"))?
         .connect_sql()
         .await?;
     admin
@@ -92,7 +92,7 @@ pub async fn setup_source(cluster: &DemoCluster) -> Result<(), DemoError> {
             context: "cannot create the demo database",
             source,
         })?;
-    let shop = ConnParams::parse(&cluster.url(DEMO_DB))?
+    let shop = ConnParams::parse(&cluster.unix_url(DEMO_DB))?
         .connect_sql()
         .await?;
     workload::create_schema(&shop).await?;

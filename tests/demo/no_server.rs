@@ -1,7 +1,7 @@
 //! `walaudit demo` without the PostgreSQL server binaries stops at once, creates nothing, and
 //! names what to do. (`WALAUDIT_PG_BIN` set means nothing else is tried, so a directory without
 //! a server stands for a machine without one; the message for no binaries at all is unit-tested
-//! in src/demo/cluster.rs.)
+//! in src/cluster/binaries.rs.)
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! Tests of the test harness itself (`tests/support`): isolation of test databases, server
+//! Tests of the test harness itself (`walaudit::testing`, on `walaudit::cluster`): isolation of test databases, server
 //! settings, authentication methods, restarts, cleanup, that no server outlives the test
 //! process, and that a missing server stops the tests at once with the command that installs it.
 

@@ -6,25 +6,27 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
-
-use super::util::{ServerUser, write_file};
+use super::ClusterError;
+use super::os::{ServerUser, write_file};
 
 const WRAPPER_SCRIPT: &str = include_str!("pg_wrapper.sh");
 /// Fast shutdown waits for WAL senders to deliver what they have (bounded by the server's
 /// `wal_sender_timeout`, 60 s by default).
-pub(crate) const STOP_DEADLINE: Duration = Duration::from_secs(90);
+pub(super) const STOP_DEADLINE: Duration = Duration::from_secs(90);
 /// After an immediate shutdown request, or for a command that does not wait on the server.
-pub(crate) const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
+pub(super) const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
+/// What went wrong with one command, before the caller adds the log to look at.
+pub(super) type Failed = String;
+
 /// The supervising shell (see `pg_wrapper.sh`) and its pipes.
-pub(crate) struct Supervisor {
+pub(super) struct Supervisor {
     child: Child,
     /// `None` once closed: the wrapper then shuts down and deletes the cluster directory.
     stdin: Option<ChildStdin>,
@@ -32,11 +34,11 @@ pub(crate) struct Supervisor {
 }
 
 impl Supervisor {
-    pub(crate) fn spawn(
+    pub(super) fn spawn(
         base: &Path,
         bin_dir: &Path,
         owner: Option<&ServerUser>,
-    ) -> Result<Supervisor> {
+    ) -> Result<Supervisor, ClusterError> {
         // A file rather than `sh -c`, for a readable `ps`; the shell keeps it open once started.
         let script = base.join("pg_wrapper.sh");
         write_file(&script, WRAPPER_SCRIPT, 0o644, owner)?;
@@ -55,16 +57,16 @@ impl Supervisor {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        // Own process group: a Ctrl-C at the terminal reaches the test process only, and the
+        // Own process group: a Ctrl-C at the terminal reaches this process only, and the
         // server is then shut down through the closed pipe, in order.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd
-            .spawn()
-            .context("spawn the cluster supervisor (sh / runuser)")?;
+        let mut child = cmd.spawn().map_err(ClusterError::io(
+            "start the cluster supervisor (sh, or runuser as root)",
+        ))?;
         let stdin = child.stdin.take();
-        let stdout = child.stdout.take().context("supervisor stdout")?;
+        let stdout = child.stdout.take().expect("stdout is piped");
         let (sender, replies) = mpsc::channel();
-        thread::Builder::new()
+        let reader = thread::Builder::new()
             .name("pg-wrapper-replies".into())
             .spawn(move || {
                 for line in BufReader::new(stdout).lines() {
@@ -73,39 +75,45 @@ impl Supervisor {
                         break;
                     }
                 }
-            })
-            .context("spawn the supervisor reply reader")?;
-        Ok(Supervisor {
+            });
+        let mut supervisor = Supervisor {
             child,
             stdin,
             replies,
-        })
+        };
+        if let Err(err) = reader {
+            // Closing the pipe makes the wrapper delete the directory.
+            let _ = supervisor.finish(None);
+            return Err(ClusterError::io("start a thread")(err));
+        }
+        Ok(supervisor)
     }
 
     /// Sends one command and returns the text after `ok` in its reply.
-    pub(crate) fn command(&mut self, command: &str, deadline: Duration) -> Result<String> {
-        let stdin = self.stdin.as_mut().context("the cluster was shut down")?;
+    pub(super) fn command(&mut self, command: &str, deadline: Duration) -> Result<String, Failed> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| "the cluster was shut down".to_owned())?;
         writeln!(stdin, "{command}")
             .and_then(|()| stdin.flush())
-            .with_context(|| format!("send `{command}` to the cluster supervisor"))?;
+            .map_err(|err| format!("the cluster supervisor is gone: {err}"))?;
         match self.replies.recv_timeout(deadline) {
             Ok(reply) => match reply.strip_prefix("ok") {
                 Some(rest) => Ok(rest.trim().to_owned()),
-                None => bail!("`{command}` failed: {reply}"),
+                None => Err(reply),
             },
-            Err(RecvTimeoutError::Timeout) => {
-                bail!("`{command}` not done within {deadline:?}")
-            }
+            Err(RecvTimeoutError::Timeout) => Err(format!("no answer within {deadline:?}")),
             Err(RecvTimeoutError::Disconnected) => {
                 let status = self.child.try_wait();
-                bail!("the cluster supervisor exited during `{command}` (status {status:?})")
+                Err(format!("the cluster supervisor exited (status {status:?})"))
             }
         }
     }
 
     /// Closes the pipe and waits for the supervisor to stop the server and delete the
     /// directory; escalates to an immediate shutdown of `server_pid` if that takes too long.
-    pub(crate) fn finish(&mut self, server_pid: Option<u32>) -> Result<()> {
+    pub(super) fn finish(&mut self, server_pid: Option<u32>) -> Result<(), ClusterError> {
         if self.stdin.take().is_none() {
             return Ok(());
         }
@@ -117,19 +125,22 @@ impl Supervisor {
                 .args(["-QUIT", &pid.to_string()])
                 .status();
         }
-        ensure!(
-            wait_exit(&mut self.child, COMMAND_DEADLINE)?.is_some(),
-            "the server did not stop within {:?}",
-            STOP_DEADLINE + COMMAND_DEADLINE
-        );
-        Ok(())
+        match wait_exit(&mut self.child, COMMAND_DEADLINE)? {
+            Some(_) => Ok(()),
+            None => Err(ClusterError::StopTimeout {
+                deadline: STOP_DEADLINE + COMMAND_DEADLINE,
+            }),
+        }
     }
 }
 
-fn wait_exit(child: &mut Child, deadline: Duration) -> Result<Option<std::process::ExitStatus>> {
+fn wait_exit(child: &mut Child, deadline: Duration) -> Result<Option<ExitStatus>, ClusterError> {
     let until = Instant::now() + deadline;
     loop {
-        if let Some(status) = child.try_wait()? {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(ClusterError::io("wait for the cluster supervisor"))?
+        {
             return Ok(Some(status));
         }
         if Instant::now() >= until {

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use super::util::{ServerUser, chown, write_file};
+use crate::cluster::{ServerUser, chown, write_file};
 
 /// Where the generated files are; `ca_cert` is what clients trust.
 #[derive(Clone, Debug)]

@@ -1,7 +1,7 @@
 //! What the suites need besides Rust, and the one message that says how to install it.
 //!
 //! ```text
-//!  PgCluster::start ──► server_bin_dir() ──┐   found: go on
+//!  PgCluster::start ──► server() ──────────┐   found: go on
 //!  a test running openssl, promtool, … ────┴─► missing: one message naming everything that is
 //!                          require(program)     missing and the command that installs it
 //!                                               (tests/setup.sh), then exit(1)
@@ -18,12 +18,11 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::binaries::find_bin_dir;
+pub use crate::cluster::SERVER_PACKAGE;
+use crate::cluster::{ClusterError, LOOKED_AT, PG_BIN_ENV, Server, find_bin_dir};
 
 /// The script that installs everything below (tests/README.md).
 pub const SETUP_SCRIPT: &str = "tests/setup.sh";
-/// The Debian package of the PostgreSQL server that `tests/setup.sh` installs by default.
-pub const SERVER_PACKAGE: &str = "postgresql-15";
 /// The programs the suites run besides the server, and the Debian package of each.
 pub const PROGRAMS: &[(&str, &str)] = &[
     ("openssl", "openssl"),
@@ -34,14 +33,25 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("script", "bsdutils"),
 ];
 
-/// The directory of the PostgreSQL server binaries; ends the process (see the module docs)
-/// when there is none, or when `kill`, which stops servers, is missing.
-pub fn server_bin_dir() -> PathBuf {
-    let dir = find_bin_dir();
-    if dir.is_err() || find_program("kill").is_none() {
-        exit_missing();
+/// The PostgreSQL server binaries and the OS user to run them as; ends the process (see the
+/// module docs) when there are no binaries, or when `kill`, which stops servers, is missing.
+pub fn server() -> Result<Server, ClusterError> {
+    match Server::find() {
+        Err(err) if err.is_missing_binaries() => exit_missing(),
+        _ if find_program("kill").is_none() => exit_missing(),
+        found => found,
     }
-    dir.unwrap_or_else(|_| unreachable!())
+}
+
+/// Why no server binaries were found, for the message.
+fn describe(err: &ClusterError) -> String {
+    match err {
+        ClusterError::NoBinaries { .. } => format!("none found: looked at {LOOKED_AT}"),
+        ClusterError::BadBinDir { dir, .. } => {
+            format!("{PG_BIN_ENV}={dir} holds no `postgres` and `initdb`")
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Ends the process (see the module docs) unless `program` is an executable on the `PATH`.
@@ -73,7 +83,7 @@ fn missing() -> Vec<(String, &'static str)> {
     let mut out = Vec::new();
     if let Err(err) = find_bin_dir() {
         out.push((
-            format!("the PostgreSQL server binaries ({err:#})"),
+            format!("the PostgreSQL server binaries ({})", describe(&err)),
             SERVER_PACKAGE,
         ));
     }

@@ -1,18 +1,20 @@
-# Supervisor of one throwaway Postgres cluster (tests/support/cluster.rs): run as
-# `sh pg_wrapper.sh BASE BINDIR` by the OS user owning the cluster, stdin a pipe from the tests.
+# Supervisor of one throwaway PostgreSQL cluster (src/cluster/supervisor.rs): run as
+# `sh pg_wrapper.sh BASE BINDIR` by the OS user owning the cluster, stdin a pipe from the
+# process that started it (walaudit demo, a test, a benchmark).
 #
 # It reads one command per line from stdin and answers one line on stdout:
-#   initdb  -> "ok" | "err RC"     run initdb into BASE/data (superuser postgres, BASE/pwfile)
+#   initdb  -> "ok" | "err RC"     initdb into BASE/data (superuser postgres; its password from
+#                                  BASE/pwfile when that file exists)
 #   start   -> "ok PID"            start the postmaster in the background (log: BASE/postgres.log)
 #   stop    -> "ok"                fast shutdown (SIGINT) and wait for the postmaster to exit
 #   crash   -> "ok"                immediate shutdown (SIGQUIT): the next start runs crash recovery
-# End of stdin means the test process is finished or gone (exit, panic, abort, SIGKILL: the
+# End of stdin means the owning process is finished or gone (exit, panic, abort, SIGKILL: the
 # kernel closes the pipe in every case): fast shutdown, then BASE is removed. This is what
-# guarantees that no server and no data directory outlive the test process.
+# guarantees that no server and no data directory outlive that process.
 set -u
 base=$1
 bin=$2
-# Terminal signals are for the test process; this script must survive them to clean up.
+# Terminal signals are for the owning process; this script must survive them to clean up.
 trap '' INT TERM HUP PIPE
 exec 2>>"$base/wrapper.log"
 cd "$base" || exit 1
@@ -32,9 +34,13 @@ stop() {
 while IFS= read -r cmd; do
     case $cmd in
     initdb)
-        if "$bin/initdb" -D "$base/data" -U postgres --pwfile="$base/pwfile" \
-            --auth-local=trust --auth-host=scram-sha-256 --encoding=UTF8 --locale=C -N \
-            >"$base/initdb.log" 2>&1 </dev/null; then
+        set -- -D "$base/data" -U postgres --auth-local=trust --encoding=UTF8 --locale=C -N
+        if [ -f "$base/pwfile" ]; then
+            set -- "$@" --pwfile="$base/pwfile" --auth-host=scram-sha-256
+        else
+            set -- "$@" --auth-host=reject
+        fi
+        if "$bin/initdb" "$@" >"$base/initdb.log" 2>&1 </dev/null; then
             reply ok
         else
             reply "err $?"

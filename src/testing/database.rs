@@ -17,7 +17,8 @@ use tokio_postgres::Client;
 use tokio_postgres::types::FromSqlOwned;
 
 use super::cluster::{Endpoint, SUPERUSER, SUPERUSER_PASSWORD};
-use super::util::{block_on, quote_ident, unique_name};
+use super::util::{quote_ident, unique_name};
+use crate::cluster::block_on;
 
 /// How long cleanup waits for the database's WAL senders to let go of their slots.
 const SLOT_RELEASE_DEADLINE: Duration = Duration::from_secs(15);
