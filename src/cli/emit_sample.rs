@@ -77,22 +77,7 @@ impl EmitSample {
     }
 
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<ExitCode> {
-        let mut client = self.source.connect_sql().await?;
-        workload::create_schema(&client).await?;
-        tracing::info!(
-            transactions = self.options.count,
-            seed = self.options.seed,
-            "emitting the sample workload"
-        );
-        let stats = workload::run(&mut client, &self.options, &cancel).await?;
-        tracing::info!(
-            transactions = stats.transactions,
-            inserts = stats.inserts,
-            updates = stats.updates,
-            deletes = stats.deletes,
-            seconds = stats.seconds,
-            "sample workload finished"
-        );
+        let stats = workload::emit(&self.source, &self.options, &cancel).await?;
         println!("{}", serde_json::to_string(&stats)?);
         Ok(ExitCode::SUCCESS)
     }

@@ -5,10 +5,10 @@
 
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand};
+use clap::Args;
 
 use crate::config::Config;
-use crate::lake::{LakeLocation, catalog, maintenance};
+use crate::lake::{LakeLocation, maintenance};
 
 #[derive(Clone, Debug, Args)]
 pub struct LakeArgs {
@@ -22,15 +22,7 @@ pub struct LakeArgs {
     pub lake: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, Subcommand)]
-pub enum LakeAction {
-    /// Compact small files into files of about 128 MiB.
-    Optimize,
-    /// Delete files no longer referenced by any version within the retention period (7 days).
-    Vacuum,
-    /// Write a checkpoint of the current version and remove expired log entries.
-    Checkpoint,
-}
+pub use crate::lake::maintenance::Action as LakeAction;
 
 /// A prepared `lake` command.
 pub struct LakeCommand {
@@ -45,40 +37,8 @@ impl LakeCommand {
     }
 
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        let mut tables = catalog::list_tables(&self.lake).await?;
-        if let Some(only) = &self.args.table {
-            tables.retain(|table| &table.display_name() == only);
-            if tables.is_empty() {
-                anyhow::bail!(
-                    "no Delta table {only} in the lake {}: give `schema.table` or \
-                     `_walaudit/name` (list them with: walaudit query \"SHOW TABLES\")",
-                    self.lake.display()
-                );
-            }
-        }
-        for found in tables {
-            let name = found.display_name();
-            let Some(table) = found.open(&self.lake).await? else {
-                continue;
-            };
-            match self.args.action {
-                LakeAction::Optimize => {
-                    let (_, m) = maintenance::optimize(table).await?;
-                    tracing::info!(
-                        table = %name, files_added = m.num_files_added,
-                        files_removed = m.num_files_removed, "optimized"
-                    );
-                }
-                LakeAction::Vacuum => {
-                    let (_, deleted) = maintenance::vacuum(table).await?;
-                    tracing::info!(table = %name, files_deleted = deleted, "vacuumed");
-                }
-                LakeAction::Checkpoint => {
-                    let cleaned = maintenance::checkpoint(&table).await?;
-                    tracing::info!(table = %name, log_files_removed = cleaned, "checkpointed");
-                }
-            }
-        }
+        let only = self.args.table.as_deref();
+        maintenance::run_all(&self.lake, only, self.args.action).await?;
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -96,6 +96,18 @@ pub enum Prepared {
     Demo(demo::Demo),
 }
 
+/// The config of `path` with the source, slot and lake flags applied.
+fn load(
+    path: Option<&Path>,
+    source: &SourceArgs,
+    slot: Option<String>,
+    lake: &Option<String>,
+) -> anyhow::Result<Config> {
+    let mut overrides = source.overrides(slot);
+    overrides.lake = lake.clone();
+    Ok(Config::load(path, &overrides)?)
+}
+
 impl Command {
     /// Load and validate configuration for the command (synchronous, before the runtime).
     pub fn prepare(self, config: Option<&Path>) -> anyhow::Result<Prepared> {
@@ -105,9 +117,7 @@ impl Command {
                 Ok(Prepared::Tail(tail::Tail::new(args, cfg)?))
             }
             Command::Doctor(args) => {
-                let mut overrides = args.source.overrides(args.slot.clone());
-                overrides.lake = args.lake.clone();
-                let cfg = Config::load(config, &overrides)?;
+                let cfg = load(config, &args.source, args.slot.clone(), &args.lake)?;
                 Ok(Prepared::Doctor(doctor::Doctor::new(args, cfg)))
             }
             Command::Run(args) => {
@@ -115,39 +125,25 @@ impl Command {
                 Ok(Prepared::Run(Box::new(run::Run::new(args, cfg)?)))
             }
             Command::Snapshot(args) => {
-                let mut overrides = args.source.overrides(args.slot.clone());
-                overrides.lake = args.lake.clone();
-                let cfg = Config::load(config, &overrides)?;
+                let cfg = load(config, &args.source, args.slot.clone(), &args.lake)?;
                 Ok(Prepared::Snapshot(Box::new(
                     snapshot::SnapshotCommand::new(args, cfg)?,
                 )))
             }
             Command::Lake(args) => {
-                let overrides = Overrides {
-                    lake: args.lake.clone(),
-                    ..Overrides::default()
-                };
-                let cfg = Config::load(config, &overrides)?;
+                let cfg = load(config, &SourceArgs::default(), None, &args.lake)?;
                 Ok(Prepared::Lake(lake::LakeCommand::new(args, cfg)?))
             }
             Command::Query(args) => {
-                let overrides = Overrides {
-                    lake: args.lake_url.clone(),
-                    ..Overrides::default()
-                };
-                let cfg = Config::load(config, &overrides)?;
+                let cfg = load(config, &SourceArgs::default(), None, &args.lake_url)?;
                 Ok(Prepared::Query(query::Query::new(args, &cfg)?))
             }
             Command::Serve(args) => {
-                let mut overrides = args.source.overrides(None);
-                overrides.lake = args.lake.clone();
-                let cfg = Config::load(config, &overrides)?;
+                let cfg = load(config, &args.source, None, &args.lake)?;
                 Ok(Prepared::Serve(args, Box::new(cfg)))
             }
             Command::Check(args) => {
-                let mut overrides = args.source.overrides(None);
-                overrides.lake = args.lake.clone();
-                let cfg = Config::load(config, &overrides)?;
+                let cfg = load(config, &args.source, None, &args.lake)?;
                 Ok(Prepared::Check(Box::new(check::CheckCommand::new(
                     args, cfg,
                 )?)))

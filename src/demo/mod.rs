@@ -10,6 +10,7 @@
 //!                   └─ sample audit queries over the lake (query::LakeQuery)
 //! ```
 
+pub mod run;
 pub mod session;
 pub mod workload;
 

@@ -62,6 +62,8 @@ pub enum WorkloadError {
         "invalid --mix {0:?}: use e.g. insert=60,update=30,delete=10 (weights, at least one above 0)"
     )]
     Mix(String),
+    #[error(transparent)]
+    Connect(#[from] crate::source::SourceError),
 }
 
 fn sql(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> WorkloadError {
@@ -377,6 +379,32 @@ pub async fn run(
         *stats.actors.entry(actor.to_owned()).or_default() += 1;
     }
     stats.seconds = started.elapsed().as_secs_f64();
+    Ok(stats)
+}
+
+/// `walaudit emit-sample`: creates the shop schema on `source` when missing and runs the
+/// workload of `options` on it until done or `cancel`.
+pub async fn emit(
+    source: &crate::source::ConnParams,
+    options: &WorkloadOptions,
+    cancel: &CancellationToken,
+) -> Result<WorkloadStats, WorkloadError> {
+    let mut client = source.connect_sql().await?;
+    create_schema(&client).await?;
+    tracing::info!(
+        transactions = options.count,
+        seed = options.seed,
+        "emitting the sample workload"
+    );
+    let stats = run(&mut client, options, cancel).await?;
+    tracing::info!(
+        transactions = stats.transactions,
+        inserts = stats.inserts,
+        updates = stats.updates,
+        deletes = stats.deletes,
+        seconds = stats.seconds,
+        "sample workload finished"
+    );
     Ok(stats)
 }
 

@@ -18,6 +18,11 @@ pub enum LakeError {
          `walaudit run` first to capture into it"
     )]
     NotFound { location: String },
+    #[error(
+        "no Delta table {table} in the lake {lake}: give `schema.table` or `_walaudit/name` (list \
+         them with: walaudit query \"SHOW TABLES\")"
+    )]
+    NoSuchTable { lake: String, table: String },
     #[error("cannot list the tables of the lake at {lake}: check the location and its credentials")]
     List {
         lake: String,
