@@ -257,7 +257,7 @@ pub async fn run_once(
 ) -> Vec<RunOutcome> {
     let memory = MemoryHistory::default();
     let history: &dyn History = match store {
-        Some(s) => s,
+        Some(s) => s.history(),
         None => &memory,
     };
     let mut latest: HashMap<String, Status> = HashMap::new();

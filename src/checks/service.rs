@@ -172,7 +172,15 @@ impl JobRunner for CheckService {
         let outcome = match self.pool.checkout(&job).await {
             Ok((targets, borrowed)) => {
                 let now = Utc::now;
-                let o = run_job(&job, &targets, &*self.store, scheduled_at, trigger, &now).await;
+                let o = run_job(
+                    &job,
+                    &targets,
+                    self.store.history(),
+                    scheduled_at,
+                    trigger,
+                    &now,
+                )
+                .await;
                 self.pool.checkin(borrowed);
                 o
             }

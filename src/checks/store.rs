@@ -155,7 +155,7 @@ pub struct RunStore {
     jobs: tokio::sync::Mutex<LakeTable>,
     runs: tokio::sync::Mutex<LakeTable>,
     results: tokio::sync::Mutex<LakeTable>,
-    index: Mutex<Index>,
+    history: MemoryHistory,
 }
 
 impl RunStore {
@@ -183,13 +183,21 @@ impl RunStore {
             jobs: tokio::sync::Mutex::new(jobs),
             runs: tokio::sync::Mutex::new(runs),
             results: tokio::sync::Mutex::new(results),
-            index: Mutex::new(index),
+            history: MemoryHistory {
+                inner: Mutex::new(index),
+            },
         })
+    }
+
+    /// The index of the history, what runs read ([`History`]).
+    pub fn history(&self) -> &MemoryHistory {
+        &self.history
     }
 
     /// What the store knows of `job`.
     pub fn job_state(&self, job: &str) -> Option<JobState> {
-        self.index
+        self.history
+            .inner
             .lock()
             .expect("index lock")
             .jobs
@@ -199,7 +207,7 @@ impl RunStore {
 
     /// Every job's state, by name.
     pub fn job_states(&self) -> BTreeMap<String, JobState> {
-        let index = self.index.lock().expect("index lock");
+        let index = self.history.inner.lock().expect("index lock");
         index
             .jobs
             .iter()
@@ -218,7 +226,7 @@ impl RunStore {
         let now = Utc::now().timestamp_micros();
         let mut rows: Vec<(String, i64, String, String, bool)> = Vec::new();
         {
-            let index = self.index.lock().expect("index lock");
+            let index = self.history.inner.lock().expect("index lock");
             for job in jobs {
                 let definition = serde_json::to_string(job).unwrap_or_default();
                 let state = index.jobs.get(&job.name);
@@ -262,7 +270,7 @@ impl RunStore {
             .await
             .append_tagged(vec![batch.clone()], None)
             .await?;
-        index_jobs(&mut self.index.lock().expect("index lock"), &batch);
+        index_jobs(&mut self.history.inner.lock().expect("index lock"), &batch);
         Ok(n)
     }
 
@@ -278,7 +286,7 @@ impl RunStore {
 
     /// Adds `run` to the index (what [`History`] answers from), before it is written.
     pub fn remember(&self, run: &RunOutcome) {
-        self.index.lock().expect("index lock").remember(run);
+        self.history.inner.lock().expect("index lock").remember(run);
     }
 
     /// Appends `runs` and their results: one commit per table for the whole batch. The
@@ -288,7 +296,7 @@ impl RunStore {
             return Ok(());
         }
         let versions: Vec<Option<i64>> = {
-            let index = self.index.lock().expect("index lock");
+            let index = self.history.inner.lock().expect("index lock");
             runs.iter()
                 .map(|r| index.jobs.get(&r.job).map(|s| s.version))
                 .collect()
@@ -357,39 +365,6 @@ impl RunStore {
                 .await?;
         }
         Ok(())
-    }
-}
-
-#[async_trait]
-impl History for RunStore {
-    async fn values(
-        &self,
-        job: &str,
-        check: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<f64>, String> {
-        Ok(self
-            .index
-            .lock()
-            .expect("index lock")
-            .values(job, check, from, to))
-    }
-
-    async fn last_samples(
-        &self,
-        job: &str,
-        check: &str,
-    ) -> Result<Option<serde_json::Value>, String> {
-        Ok(self
-            .index
-            .lock()
-            .expect("index lock")
-            .last_samples(job, check))
-    }
-
-    async fn last_lsn(&self, job: &str) -> Result<Option<i64>, String> {
-        Ok(self.index.lock().expect("index lock").last_lsn(job))
     }
 }
 
@@ -481,21 +456,22 @@ fn index_results(index: &mut Index, b: &RecordBatch, keep_from: i64) {
     }
 }
 
-/// An in-memory [`History`] for tests and runs without a lake: the store's index alone.
+/// The history index as a [`History`]: alone for tests and runs without a lake, or filled from
+/// the lake's tables by [`RunStore`] ([`RunStore::history`]).
 #[derive(Default)]
 pub struct MemoryHistory {
-    index: Mutex<Index>,
+    inner: Mutex<Index>,
 }
 
 impl MemoryHistory {
     /// Remembers what `run` measured, as the lake store would.
     pub fn remember(&self, run: &RunOutcome) {
-        self.index.lock().expect("index lock").remember(run);
+        self.inner.lock().expect("index lock").remember(run);
     }
 
     /// Adds a value of `(job, check)` measured `at` (for synthetic histories).
     pub fn push(&self, job: &str, check: &str, at: DateTime<Utc>, value: f64) {
-        let mut index = self.index.lock().expect("index lock");
+        let mut index = self.inner.lock().expect("index lock");
         let series = index
             .values
             .entry((job.to_owned(), check.to_owned()))
@@ -515,7 +491,7 @@ impl History for MemoryHistory {
         to: DateTime<Utc>,
     ) -> Result<Vec<f64>, String> {
         Ok(self
-            .index
+            .inner
             .lock()
             .expect("index lock")
             .values(job, check, from, to))
@@ -527,13 +503,13 @@ impl History for MemoryHistory {
         check: &str,
     ) -> Result<Option<serde_json::Value>, String> {
         Ok(self
-            .index
+            .inner
             .lock()
             .expect("index lock")
             .last_samples(job, check))
     }
 
     async fn last_lsn(&self, job: &str) -> Result<Option<i64>, String> {
-        Ok(self.index.lock().expect("index lock").last_lsn(job))
+        Ok(self.inner.lock().expect("index lock").last_lsn(job))
     }
 }
