@@ -21,10 +21,15 @@ mod progress;
 mod resume;
 mod row_filters;
 
-/// Query options for the current state of the 2M-row tables: the default 1 GiB pool holds
-/// the fold of one (its sort spills).
+/// Query options for the current state of the 2M-row tables. The default 1 GiB pool usually
+/// holds the fold of one (its sort spills), but under the full suite's load its sort-merge once
+/// failed to reserve memory (`Resources exhausted ... ExternalSorterMerge`), a known gap noted
+/// in tests/README.md; these tests check the load's equality with the source, so they get 2 GiB.
 fn big_session() -> LakeOptions {
-    LakeOptions::default()
+    LakeOptions {
+        memory_limit: 2 << 30,
+        ..LakeOptions::default()
+    }
 }
 
 /// A config file in `dir` with `extra` TOML appended to a `[snapshot]` section.
