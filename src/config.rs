@@ -350,6 +350,16 @@ impl Config {
                     "must be at least 1".into(),
                 ));
             }
+            if c.kind != "postgres" {
+                return Err(invalid(
+                    &format!("connections.{name}.kind"),
+                    format!(
+                        "is {:?}; only \"postgres\" (the Postgres wire protocol: Postgres, \
+                         Redshift) is built yet (snowflake and files are not)",
+                        c.kind
+                    ),
+                ));
+            }
         }
         self.validate_lake()
     }

@@ -25,6 +25,8 @@
 //!   Postgres connection, or memory, for checks and reconciliation.
 //! * [`demo`]: the sample shop workload and the private cluster of `walaudit demo`.
 //! * [`checks`]: validation jobs; [`checks::schedule`] runs them on their cron schedules.
+//! * [`reconcile`]: source vs copy: record counts per window, the differing keys by checksum
+//!   bisection, transfer audit records.
 //! * [`cluster`]: a throwaway PostgreSQL cluster from the installed server binaries (the
 //!   demo's, and the tests' and benchmarks').
 //! * `testing` (feature `test-utils`, on for the crate's own tests and benchmarks): the test
@@ -69,6 +71,8 @@ pub mod metrics;
 pub mod pipeline;
 #[cfg(feature = "engine")]
 pub mod query;
+#[cfg(feature = "engine")]
+pub mod reconcile;
 #[cfg(feature = "engine")]
 pub mod recovery;
 #[cfg(feature = "engine")]

@@ -24,5 +24,6 @@ mod lake;
 mod lake_s3;
 mod ops;
 mod query;
+mod reconcile;
 mod slot_safety;
 mod snapshot;

@@ -3,8 +3,9 @@
 # the PostgreSQL server, openssl (TLS test certificates), promtool and the Prometheus server
 # (the ops suite; Debian's prometheus package ships both), Prometheus Alertmanager (the alerts
 # of validation jobs), kill (procps), util-linux `script` (bsdutils; the progress-bar test) and
-# a C++ compiler (g++; libFuzzer, which the fuzz targets in tests/fuzz link). See
-# tests/README.md.
+# a C++ compiler (g++; libFuzzer, which the fuzz targets in tests/fuzz link), and python3 with
+# venv for the reference tools the tests compare with (reladiff, installed from PyPI into
+# ~/.cache/walaudit-venv, or $WALAUDIT_VENV). See tests/README.md.
 #
 # Usage: tests/setup.sh          (PG_VERSION=16 tests/setup.sh for another server version)
 #
@@ -51,8 +52,22 @@ have prometheus-alertmanager || missing+=(prometheus-alertmanager)
 have kill || missing+=(procps)
 have script || missing+=(bsdutils)
 have c++ || missing+=(g++)
+{ have python3 && python3 -c 'import ensurepip, venv' 2>/dev/null; } || missing+=(python3 python3-venv)
+
+# The Python reference tools of the tests, pinned, in a virtualenv of their own.
+VENV="${WALAUDIT_VENV:-$HOME/.cache/walaudit-venv}"
+PY_TOOLS=("reladiff[postgresql]==0.6.0")
+python_tools() {
+    if [ -x "$VENV/bin/reladiff" ]; then
+        return
+    fi
+    echo "tests/setup.sh: installing ${PY_TOOLS[*]} into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet "${PY_TOOLS[@]}"
+}
 
 if [ "${#missing[@]}" -eq 0 ]; then
+    python_tools
     version=$("$server/postgres" --version | sed -n 's/.*(PostgreSQL) \([0-9]*\).*/\1/p')
     echo "PostgreSQL ${version:-?} server found in $server; promtool, prometheus, alertmanager, script and c++ found"
     exit 0
@@ -73,5 +88,6 @@ fi
 echo "tests/setup.sh: installing ${missing[*]}"
 apt-get update
 DEBIAN_FRONTEND=noninteractive $install
+python_tools
 # The PostgreSQL package may create and start a default cluster (15/main on port 5432). The
 # tests neither use nor collide with it (own directory, own port, own socket), so it is left be.

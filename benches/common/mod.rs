@@ -1,5 +1,7 @@
 //! What the end-to-end benchmarks share: running the walaudit binary while sampling its peak
 //! RSS, counting the rows of a lake table, and the figures of each run.
+// Each benchmark binary includes this module and uses a part of it.
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -108,4 +110,48 @@ pub fn peak_rss(figures: &[Figure]) -> u64 {
 
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
+}
+
+/// The peak RSS (VmHWM) of the live process `pid`, in bytes.
+pub fn vm_hwm(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// CPU seconds (user + system) the live process `pid` has used, from `/proc/PID/stat`.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 after the name.
+    let total = ticks(11)? + ticks(12)?;
+    // USER_HZ is 100 on every Linux this runs on (sysconf(_SC_CLK_TCK)).
+    Some(total as f64 / 100.0)
+}
+
+/// The first column of the first row of `sql` over the lake at `lake`, as an i64 (0 when the
+/// tables are not there yet).
+pub async fn lake_scalar(lake: &str, sql: &str) -> Result<i64> {
+    let query =
+        walaudit::query::LakeQuery::open(lake, walaudit::query::LakeOptions::default()).await?;
+    let batches = match query.collect(sql).await {
+        Ok(b) => b,
+        Err(_) => return Ok(0),
+    };
+    let Some(batch) = batches.first().filter(|b| b.num_rows() > 0) else {
+        return Ok(0);
+    };
+    let value = deltalake::arrow::compute::cast(
+        batch.column(0),
+        &deltalake::arrow::datatypes::DataType::Int64,
+    )?;
+    Ok(value
+        .as_any()
+        .downcast_ref::<deltalake::arrow::array::Int64Array>()
+        .context("an integer")?
+        .value(0))
 }

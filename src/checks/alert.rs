@@ -166,7 +166,11 @@ impl Alerts {
             .map(|r| {
                 let what = match (&r.message, r.value) {
                     (Some(m), _) => m.clone(),
-                    (None, Some(v)) => format!("measured {v}, expected {}", r.threshold),
+                    (None, Some(v)) => format!(
+                        "measured {}, expected {}",
+                        crate::checks::threshold::number(v),
+                        r.threshold
+                    ),
                     (None, None) => format!("no value, expected {}", r.threshold),
                 };
                 (r.check.clone(), r.status, what)

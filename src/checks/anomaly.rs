@@ -61,14 +61,20 @@ pub async fn judge(
     else {
         unreachable!("judge is called for anomaly checks");
     };
+    let secs = training_window.as_secs();
+    let window = match secs {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    };
     let threshold = format!(
-        "|z| of {of} {} {sensitivity} over {}d",
+        "|z| of {of} {}{sensitivity} against the last {window}",
         match direction {
-            Direction::Both => "beyond",
-            Direction::Up => "above +",
-            Direction::Down => "below -",
+            Direction::Both => "within ±",
+            Direction::Up => "at most +",
+            Direction::Down => "at least -",
         },
-        training_window.as_secs_f64() / 86_400.0
     );
     let result = |status, value, message: Option<String>| CheckResult {
         check: check.name.clone(),

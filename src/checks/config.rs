@@ -37,11 +37,18 @@ impl Default for ChecksConfig {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionConfig {
+    /// What speaks at `url`: `postgres` (the Postgres wire protocol: Postgres, Redshift).
+    #[serde(default = "default_kind")]
+    pub kind: String,
     /// `postgres://user:password@host:5432/db?sslmode=require`.
     pub url: String,
     /// Most runs at once on this connection.
     #[serde(default = "default_connection_cap")]
     pub max_concurrent: usize,
+}
+
+fn default_kind() -> String {
+    "postgres".into()
 }
 
 fn default_connection_cap() -> usize {

@@ -336,17 +336,20 @@ async fn write(
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     let mut backoff =
         crate::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut closed = false;
     loop {
-        let stop = tokio::select! {
+        // Commit once a second, or when a batch is full, or at the end: never per run.
+        let flush = tokio::select! {
             r = rx.recv() => match r {
                 Some(Record::Run(o)) => { runs.push(o); runs.len() >= FLUSH_RUNS }
                 Some(Record::Alerts(e)) => { events.extend(e); false }
-                None => true,
+                None => { closed = true; true }
             },
-            _ = tick.tick() => false,
+            _ = tick.tick() => true,
             _ = cancel.cancelled() => true,
         };
-        if !runs.is_empty() || !events.is_empty() {
+        let stop = closed || cancel.is_cancelled();
+        if flush && (!runs.is_empty() || !events.is_empty()) {
             let written = async {
                 store.write(&runs).await?;
                 runs.clear();
@@ -368,7 +371,7 @@ async fn write(
                 }
             }
         }
-        if stop && cancel.is_cancelled() {
+        if stop {
             while let Ok(r) = rx.try_recv() {
                 match r {
                     Record::Run(o) => runs.push(o),

@@ -201,6 +201,16 @@ pub fn plain_number(v: &serde_json::Value) -> Option<f64> {
 }
 
 /// What a YAML value is, for messages.
+/// `v` for people: an integer as one, otherwise at most 3 decimals (`8.9`, `0.333`).
+pub fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
 pub fn describe_json(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::Null => "null".into(),

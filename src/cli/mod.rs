@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod emit_sample;
 pub mod lake;
 pub mod query;
+pub mod reconcile;
 pub mod run;
 pub mod serve;
 pub mod snapshot;
@@ -53,6 +54,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Validation jobs: check the job files, run jobs now, list them.
     Check(check::CheckArgs),
+    /// Reconciliations: compare a source with its copy (counts per window, differing keys).
+    Reconcile(reconcile::ReconcileArgs),
     /// Generate a sample shop workload of attributed transactions on a source database.
     EmitSample(emit_sample::EmitSampleArgs),
     /// Show everything at once on a private PostgreSQL cluster: workload, capture into a lake,
@@ -92,6 +95,7 @@ pub enum Prepared {
     Query(query::Query),
     Check(Box<check::CheckCommand>),
     Serve(serve::ServeArgs, Box<Config>),
+    Reconcile(reconcile::ReconcileArgs, Box<Config>),
     EmitSample(emit_sample::EmitSample),
     Demo(demo::Demo),
 }
@@ -148,6 +152,10 @@ impl Command {
                     args, cfg,
                 )?)))
             }
+            Command::Reconcile(args) => {
+                let cfg = load(config, &args.source, None, &args.lake)?;
+                Ok(Prepared::Reconcile(args, Box::new(cfg)))
+            }
             Command::EmitSample(args) => {
                 let cfg = Config::load(config, &args.overrides())?;
                 Ok(Prepared::EmitSample(emit_sample::EmitSample::new(
@@ -175,6 +183,7 @@ impl Prepared {
             Prepared::Query(query) => query.run(cancel).await,
             Prepared::Check(check) => check.run().await,
             Prepared::Serve(args, cfg) => serve::run(args, *cfg, cancel).await,
+            Prepared::Reconcile(args, cfg) => reconcile::run(args, *cfg).await,
             Prepared::EmitSample(emit) => emit.run(cancel).await,
             Prepared::Demo(demo) => demo.run(cancel).await,
         }

@@ -7,9 +7,11 @@
 //!  walaudit demo ─► crate::cluster::Cluster (initdb, postgres) ─► shop schema, publication, slot
 //!                   ├─ workload::run in the background (several actors)
 //!                   ├─ the engine (cli::run) into the demo lake, /metrics on the listener
-//!                   └─ sample audit queries over the lake (query::LakeQuery)
+//!                   ├─ validation jobs on the scheduler, a burst for the anomaly (checks)
+//!                   └─ sample audit queries and the jobs' results over the lake
 //! ```
 
+pub mod checks;
 pub mod run;
 pub mod session;
 pub mod workload;

@@ -1,5 +1,6 @@
 //! `walaudit demo` as a library call: a private cluster, the shop schema, the sample workload,
-//! the engine capturing it, and the audit queries at the end.
+//! the engine capturing it, validation jobs over it ([`super::checks`]), and the audit queries
+//! and the jobs' results at the end.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -115,12 +116,32 @@ async fn run_on(
         }
     );
 
+    let checks = match super::checks::start(
+        &config,
+        &args.lake,
+        &params,
+        args.rate,
+        Arc::clone(&metrics),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(err) => {
+            workload_stop.cancel();
+            let _ = workload.await;
+            engine_stop.cancel();
+            let _ = engine.await;
+            return Err(err);
+        }
+    };
+
     let ended_early = tokio::select! {
         _ = cancel.cancelled() => None,
         _ = sleep_or_forever(args.duration) => None,
         _ = status.wait_for(EngineStatus::is_final) => Some(()),
     };
     workload_stop.cancel();
+    let checks_ran = checks.stop().await;
     let stats = workload.await.context("the workload task failed")?;
     if ended_early.is_some() {
         // The engine stopped on its own: that is an error (it runs until told to stop).
@@ -137,5 +158,6 @@ async fn run_on(
     engine.await.context("the engine task failed")??;
 
     print_queries(&args.lake, &params).await?;
+    super::checks::print_results(&args.lake, checks_ran).await?;
     Ok(())
 }

@@ -51,6 +51,12 @@ pub const CHECK_RESULTS_TABLE: &str = "check_results";
 pub const ALERT_EVENTS_TABLE: &str = "alert_events";
 /// Delta app id of the validation history commits.
 pub const CHECKS_APP_ID: &str = "walaudit-checks";
+/// `_walaudit/reconciliations`: the transfer audit records, one row per run and window.
+pub const RECONCILIATIONS_TABLE: &str = "reconciliations";
+/// `_walaudit/reconciliation_diffs`: the differing keys a run found.
+pub const RECONCILIATION_DIFFS_TABLE: &str = "reconciliation_diffs";
+/// The Delta application id of reconciliation writes.
+pub const RECONCILE_APP_ID: &str = "walaudit-reconcile";
 
 /// Delta property: commits between checkpoints.
 pub const PROP_CHECKPOINT_INTERVAL: &str = "delta.checkpointInterval";

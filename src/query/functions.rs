@@ -2,6 +2,9 @@
 //!
 //! * `pg_lsn(bigint) -> text`: `_lsn` as Postgres shows it, e.g. `pg_lsn(_lsn)` → `0/16B3748`.
 //! * `lsn(text) -> bigint`: the inverse, for filters: `WHERE _lsn > lsn('0/16B3748')`.
+//! * `walaudit_hash60(text) -> bigint`: the first 60 bits of the text's MD5, the row hash of
+//!   reconciliation checksums (Postgres computes the same bits as
+//!   `('x' || substr(md5(t), 1, 15))::bit(60)::bigint`).
 
 use std::sync::Arc;
 
@@ -34,6 +37,39 @@ pub fn lsn_udf() -> ScalarUDF {
         Volatility::Immutable,
         Arc::new(|args| map_single(args, lsn_array)),
     )
+}
+
+/// `walaudit_hash60(text) -> bigint`.
+pub fn hash60_udf() -> ScalarUDF {
+    create_udf(
+        "walaudit_hash60",
+        vec![DataType::Utf8],
+        DataType::Int64,
+        Volatility::Immutable,
+        Arc::new(|args| map_single(args, hash60_array)),
+    )
+}
+
+/// The first 60 bits of the MD5 of `bytes` (the first 15 hex digits), non-negative.
+pub fn hash60(bytes: &[u8]) -> i64 {
+    use md5::Digest;
+    let digest = md5::Md5::digest(bytes);
+    let mut top = [0u8; 8];
+    top.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(top) >> 4) as i64
+}
+
+fn hash60_array(array: &ArrayRef) -> Result<ArrayRef> {
+    let array = cast(array, &DataType::Utf8)?;
+    let values = array
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("cast to Utf8 gives a StringArray");
+    let out: Int64Array = values
+        .iter()
+        .map(|v| v.map(|text| hash60(text.as_bytes())))
+        .collect();
+    Ok(Arc::new(out))
 }
 
 /// Applies `f` to the single argument, keeping a scalar argument scalar.

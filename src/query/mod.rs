@@ -5,7 +5,7 @@
 //!                           ──► current.<schema>.<table>   latest image per key (a view)
 //!                           ──► as_of('<schema>.<table>', TIMESTAMP '…')   image at a moment
 //!  <lake>/_walaudit/<name>  ──► lake._walaudit.<name>      engine tables (transactions, messages)
-//!  functions: pg_lsn(bigint) -> text, lsn(text) -> bigint
+//!  functions: pg_lsn(bigint) -> text, lsn(text) -> bigint, walaudit_hash60(text) -> bigint
 //! ```
 //!
 //! `lake` is the default catalog and `public` the default schema, so `orders`,
@@ -56,7 +56,7 @@ pub use crate::lake::catalog::TableKind;
 use crate::lake::catalog::{self, LOADS_TABLE};
 use crate::lake::storage::LakeLocation;
 pub use error::QueryError;
-pub use functions::{lsn_udf, pg_lsn_udf};
+pub use functions::{hash60, lsn_udf, pg_lsn_udf};
 pub use output::{OutputFormat, ResultWriter};
 pub use views::{AS_OF, quote_ident};
 
@@ -149,6 +149,7 @@ impl LakeQuery {
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_udf(pg_lsn_udf());
         ctx.register_udf(lsn_udf());
+        ctx.register_udf(functions::hash60_udf());
 
         let lake_catalog = ctx
             .catalog(LAKE_CATALOG)

@@ -2,7 +2,9 @@
 //! table by `_lsn`, anomaly detection over a history, and the run history tables.
 
 use chrono::{Duration as Days, Utc};
+use walaudit::checks::Severity;
 use walaudit::checks::Status::{Fail, Pass};
+use walaudit::checks::alert::{Alerts, AlertsConfig, EventKind};
 use walaudit::checks::command::{open_store, open_targets, run_once};
 use walaudit::checks::run::run_job;
 use walaudit::checks::store::MemoryHistory;
@@ -249,6 +251,9 @@ jobs:
         .unwrap();
     assert_eq!(anomaly.status, Pass, "100 rows is normal: {anomaly:?}");
     assert!(anomaly.value.unwrap().abs() < 0.5, "{anomaly:?}");
+    // The alert state the service keeps: normal noise opens nothing.
+    let mut alerts = Alerts::new(&AlertsConfig::default(), Default::default());
+    assert_eq!(alerts.observe(&out, Severity::High, Utc::now()), vec![]);
     // A spike of 5σ and more: 115 rows.
     db.execute("INSERT INTO events (at) SELECT now() FROM generate_series(1, 15)")
         .await
@@ -271,4 +276,21 @@ jobs:
     let z = anomaly.value.unwrap();
     assert!(z > 5.0 && z < 6.0, "z = {z}");
     assert_eq!(out.status, Fail);
+    // The spike opens one alert, on the anomaly check (the row count has no threshold).
+    let events = alerts.observe(&out, Severity::High, Utc::now());
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(
+        (
+            events[0].event,
+            events[0].check.as_str(),
+            events[0].job.as_str()
+        ),
+        (EventKind::Opened, anomaly.check.as_str(), "events_daily")
+    );
+    assert!(
+        events[0].message.contains("is fail"),
+        "{}",
+        events[0].message
+    );
+    assert_eq!(alerts.open().count(), 1);
 }

@@ -1,9 +1,10 @@
 //! Validation jobs against a real Postgres and a real lake: every check type with a value that
 //! passes and one that fails (asserting the measured value), warn thresholds, filters and
 //! windows, the one-query merge, timeouts that cancel the backend, gates, the run history; the
-//! EXPLAIN guard and `check suggest`.
+//! EXPLAIN guard and `check suggest`; the concurrency caps under 50 due jobs.
 
 mod alerts;
+mod caps;
 mod guard;
 mod lake;
 mod postgres;

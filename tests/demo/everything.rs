@@ -66,9 +66,9 @@ async fn demo_captures_an_attributed_workload_and_cleans_up() {
     let listen = format!("127.0.0.1:{}", free_port());
     let args = [
         "demo",
-        // The issue's acceptance run: `walaudit demo --duration 30s` from a clean clone (CI).
+        // Long enough for the validation jobs' story: history, burst, anomaly, resolution.
         "--duration",
-        "30s",
+        "40s",
         "--lake",
         lake.to_str().unwrap(),
         "--listen",
@@ -86,6 +86,8 @@ async fn demo_captures_an_attributed_workload_and_cleans_up() {
         "Who changed what",
         "The history of the most changed order",
         "Current state",
+        "== Validation jobs",
+        "Alerts opened and resolved",
     ] {
         assert!(stdout.contains(heading), "{heading}: {stdout}");
     }
@@ -114,7 +116,11 @@ async fn demo_captures_an_attributed_workload_and_cleans_up() {
         .iter()
         .map(|r| r["actor"].as_str().unwrap())
         .collect();
-    assert_eq!(actors, ["alice", "bob", "carol", "dave", "walaudit-setup"]);
+    // `burst`: the inserts of the burst that trips the anomaly check.
+    assert_eq!(
+        actors,
+        ["alice", "bob", "burst", "carol", "dave", "walaudit-setup"]
+    );
 
     // The lake's current state equals the source's at the end (as the demo printed it).
     let source: i64 = stdout
@@ -125,6 +131,76 @@ async fn demo_captures_an_attributed_workload_and_cleans_up() {
         .unwrap_or_else(|| panic!("no source count in:\n{stdout}"));
     let current = query(&lake, "SELECT count(*) AS n FROM current.public.orders").await;
     assert_eq!(current[0]["n"].as_i64(), Some(source));
+
+    // The validation jobs ran on their schedule: the sane ones pass every time, the one that
+    // fails on purpose fails with samples and keeps its alert open, and the burst's anomaly
+    // opened an alert that resolved once the burst was over.
+    let runs = query(
+        &lake,
+        "SELECT job, status, count(*) AS n FROM _walaudit.check_runs \
+         WHERE \"trigger\" = 'schedule' GROUP BY job, status ORDER BY job, status",
+    )
+    .await;
+    let statuses = |job: &str| -> Vec<String> {
+        runs.iter()
+            .filter(|r| r["job"] == job)
+            .map(|r| r["status"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(statuses("orders_sane"), ["pass"], "{runs:?}");
+    assert_eq!(statuses("order_items_have_orders"), ["pass"], "{runs:?}");
+    // (Its first run may pass: no order may be delivered yet.)
+    let known = statuses("orders_status_known");
+    assert!(
+        known.contains(&"fail".to_owned()) && known.iter().all(|s| s == "fail" || s == "pass"),
+        "{runs:?}"
+    );
+    let delivered = query(
+        &lake,
+        "SELECT value, samples FROM _walaudit.check_results WHERE job = 'orders_status_known' \
+         ORDER BY measured_at DESC LIMIT 1",
+    )
+    .await;
+    assert!(
+        delivered[0]["value"].as_f64().unwrap() > 0.0,
+        "{delivered:?}"
+    );
+    assert!(
+        delivered[0]["samples"]
+            .as_str()
+            .unwrap()
+            .contains("delivered"),
+        "{delivered:?}"
+    );
+    let events = query(
+        &lake,
+        "SELECT job, \"check\", event FROM _walaudit.alert_events ORDER BY at",
+    )
+    .await;
+    let of = |job: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["job"] == job)
+            .map(|e| e["event"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(of("orders_status_known"), ["opened"], "{events:?}");
+    let anomaly = of("new_orders");
+    assert_eq!(
+        (
+            anomaly.first().map(String::as_str),
+            anomaly.last().map(String::as_str)
+        ),
+        (Some("opened"), Some("resolved")),
+        "the burst opens the anomaly's alert and it resolves: {events:?}\n{stdout}"
+    );
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["job"] == "new_orders")
+            .all(|e| e["check"] == "anomaly(orders_last_4s)"),
+        "{events:?}"
+    );
 
     // A second demo replaces its own earlier lake.
     let listen = format!("127.0.0.1:{}", free_port());

@@ -126,12 +126,11 @@ jobs:
         conns,
         vec![
             ("source", &[0, 1, 2][..]),
-            ("source", &[3][..]), // duplicate
+            ("source", &[3][..]), // duplicate (its query returns its samples too)
             ("source", &[4][..]), // the columns probe
             ("source", &[5][..]), // compare: query
             ("lake", &[5][..]),   // compare: against
             ("source", &[1][..]), // samples of missing(customer_id)
-            ("source", &[3][..]), // samples of duplicate(id)
         ]
     );
 }

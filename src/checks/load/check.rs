@@ -244,7 +244,10 @@ impl RawCheck {
         let kind = self.kind_of(t).map_err(&fail)?;
         let needs_dataset = !matches!(
             kind,
-            CheckKind::Metric { .. } | CheckKind::Compare { .. } | CheckKind::FailedRows { .. }
+            CheckKind::Metric { .. }
+                | CheckKind::Compare { .. }
+                | CheckKind::FailedRows { .. }
+                | CheckKind::Anomaly { .. }
         );
         if needs_dataset && !has_dataset {
             return Err(fail(

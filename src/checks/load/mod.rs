@@ -86,7 +86,10 @@ impl Context {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
-    jobs: Vec<Spanned<RawJob>>,
+    jobs: Option<Vec<Spanned<RawJob>>>,
+    /// Read by the reconciliation loader ([`crate::reconcile::load`]).
+    #[serde(default)]
+    reconciliations: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,7 +147,7 @@ pub fn load_dir(dir: &Path, cx: &Context) -> Result<Vec<Job>, LoadErrors> {
     }
 }
 
-fn collect_files(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<LoadError>) {
+pub(crate) fn collect_files(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<LoadError>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
@@ -188,7 +191,15 @@ pub fn load_sources(sources: &[(Origin, String)], cx: &Context) -> Result<Vec<Jo
                 continue;
             }
         };
-        for job in raw.jobs {
+        if raw.jobs.is_none() && raw.reconciliations.is_none() {
+            errors.push(LoadError {
+                file: file.clone(),
+                line: 0,
+                message: "holds neither `jobs:` nor `reconciliations:`: start the file with                           one of them (a list)"
+                    .into(),
+            });
+        }
+        for job in raw.jobs.unwrap_or_default() {
             written.insert(job.value.name.clone());
             let line = line_of(&job.referenced);
             match convert_job(job.value, line, origin, cx) {
@@ -206,18 +217,18 @@ pub fn load_sources(sources: &[(Origin, String)], cx: &Context) -> Result<Vec<Jo
     }
 }
 
-fn origin_file(origin: &Origin) -> String {
+pub(crate) fn origin_file(origin: &Origin) -> String {
     match origin {
         Origin::File(path) => path.clone(),
         Origin::Api => "api".into(),
     }
 }
 
-fn line_of(loc: &serde_saphyr::Location) -> u32 {
+pub(crate) fn line_of(loc: &serde_saphyr::Location) -> u32 {
     u32::try_from(loc.line()).unwrap_or(u32::MAX)
 }
 
-fn yaml_error(file: &str, e: &serde_saphyr::Error) -> LoadError {
+pub(crate) fn yaml_error(file: &str, e: &serde_saphyr::Error) -> LoadError {
     let text = e.without_snippet().to_string();
     // The location is reported apart; drop the text's " at line N, column M" tail.
     let message = match text.rfind(" at line ") {
@@ -426,7 +437,7 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
-fn unknown_connection(name: &str, cx: &Context) -> String {
+pub(crate) fn unknown_connection(name: &str, cx: &Context) -> String {
     format!(
         "connection `{name}` is not defined: use one of {} or add a [connections.{name}] table \
          with its url to the config",

@@ -289,3 +289,25 @@ fn a_directory_of_files_loads_recursively_and_sorted() {
     let e = load_dir(empty.path(), &cx()).unwrap_err().to_string();
     assert!(e.contains("holds no job files"), "{e}");
 }
+
+#[test]
+fn a_metric_and_its_anomaly_need_no_dataset_and_reconciliations_may_share_the_file() {
+    let text = "jobs:\n  - name: m\n    connection: source\n    checks:\n      - type: metric\n        \
+                name: n\n        query: SELECT 1\n        must_be: 1\n      - type: anomaly\n        \
+                of: n\n\
+                reconciliations:\n  - name: r\n    source: {connection: source, dataset: a}\n    \
+                target: {connection: lake, dataset: b}\n    key: [id]\n";
+    let jobs = load(&[("a.yml", text)]).unwrap();
+    assert_eq!(jobs[0].checks.len(), 2);
+    let only = "reconciliations:\n  - name: r\n    source: {connection: source, dataset: a}\n    \
+                target: {connection: lake, dataset: b}\n    key: [id]\n";
+    assert!(load(&[("b.yml", only)]).unwrap().is_empty());
+    let e = one_error("c.yml", "description: nothing\n");
+    assert!(e.message.contains("unknown field"), "{e}");
+    let e = one_error("d.yml", "{}\n");
+    assert!(
+        e.message
+            .contains("holds neither `jobs:` nor `reconciliations:`"),
+        "{e}"
+    );
+}

@@ -4,7 +4,8 @@
 //!  job ─► vars (window, incremental _lsn) ─► merged scan (row_count, missing, invalid,
 //!         freshness: ONE query) ─► one query per other check (duplicate, aggregate,
 //!         reference, metric, compare, failed_rows, schema) ─► thresholds ─► samples for
-//!         checks that did not pass ─► anomaly checks over the history ─► RunOutcome
+//!         checks that did not pass (duplicates: from their own query) ─► anomaly checks over
+//!         the history ─► RunOutcome
 //! ```
 //!
 //! # Invariants
@@ -176,6 +177,10 @@ pub async fn run_job(
         job.checks.iter().map(|_| None).collect();
     let mut lsn_high = r.vars.after_lsn.filter(|l| *l >= 0);
     let mut extra: HashMap<usize, serde_json::Value> = HashMap::new();
+    // Samples measured with the value (duplicates), kept if the check does not pass.
+    let mut ready: HashMap<usize, serde_json::Value> = HashMap::new();
+    // Notes on how a value was measured.
+    let mut notes: HashMap<usize, String> = HashMap::new();
 
     if let Some(e) = &error {
         for m in measured.iter_mut() {
@@ -187,7 +192,24 @@ pub async fn run_job(
             if measured[i].is_some() || matches!(check.kind, CheckKind::Anomaly { .. }) {
                 continue;
             }
-            measured[i] = Some(measure_one(&mut r, check, history, &mut extra, i).await);
+            let m = match &check.kind {
+                CheckKind::Duplicate { columns } => match unique_index(&mut r, columns).await {
+                    Some(index) => {
+                        notes.insert(
+                            i,
+                            format!(
+                                "no duplicate can exist: the valid unique index {index} covers \
+                                 ({})",
+                                columns.join(", ")
+                            ),
+                        );
+                        Ok(Some(0.0))
+                    }
+                    None => duplicates(&mut r, check, &mut ready, i).await,
+                },
+                _ => measure_one(&mut r, check, history, &mut extra, i).await,
+            };
+            measured[i] = Some(m);
         }
     }
 
@@ -198,7 +220,11 @@ pub async fn run_job(
             continue;
         }
         let m = measured[i].take().unwrap_or(Ok(None));
-        results.push(Some(judge(check, m, now())));
+        let mut res = judge(check, m, now());
+        if let Some(note) = notes.remove(&i) {
+            res.message = Some(note);
+        }
+        results.push(Some(res));
     }
     // Samples for checks that did not pass.
     for (i, check) in job.checks.iter().enumerate() {
@@ -209,6 +235,10 @@ pub async fn run_job(
             res.samples = Some(s);
         }
         if check.samples == 0 || !matches!(res.status, Status::Fail | Status::Warn) {
+            continue;
+        }
+        if let Some(s) = ready.remove(&i) {
+            res.samples = Some(s);
             continue;
         }
         if let Some(q) = sql::samples(job, check, &r.vars, check.samples)
@@ -263,7 +293,7 @@ async fn scan(
     };
     let checks: HashSet<usize> = measures
         .iter()
-        .filter_map(|m| match m {
+        .filter_map(|(m, _)| match m {
             sql::Measure::Count { check } | sql::Measure::Max { check } => Some(*check),
             _ => None,
         })
@@ -286,7 +316,7 @@ async fn scan(
     };
     let mut counts: HashMap<usize, Option<f64>> = HashMap::new();
     let mut denominators: HashMap<usize, Option<f64>> = HashMap::new();
-    for (col, m) in measures.iter().enumerate() {
+    for &(ref m, col) in &measures {
         match m {
             sql::Measure::Count { check } => {
                 counts.insert(*check, values::number_at(&batch, col).unwrap_or(None));
@@ -334,6 +364,45 @@ async fn scan(
         };
         measured[check] = Some(Ok(value));
     }
+}
+
+/// On Postgres, a valid, non-partial unique index on plain columns, all among `columns`, of the
+/// job's dataset (a table): then no two rows share a tuple of `columns` and the check needs no
+/// scan. `None` when there is none, the dataset is not a table, or the catalog cannot be read.
+async fn unique_index(r: &mut Runner<'_>, columns: &[String]) -> Option<String> {
+    let target = r.targets.get(&r.job.connection)?;
+    if target.dialect() != crate::sql::Dialect::Postgres {
+        return None;
+    }
+    let q = sql::unique_index_query(&r.job.dataset, columns);
+    let rows = r.query(&r.job.connection.clone(), &q).await.ok()?;
+    values::strings(&rows, 0).ok()?.into_iter().flatten().next()
+}
+
+/// A duplicate check: its value and its worst groups from one query.
+async fn duplicates(
+    r: &mut Runner<'_>,
+    check: &Check,
+    ready: &mut HashMap<usize, serde_json::Value>,
+    index: usize,
+) -> Result<Option<f64>, Failure> {
+    let q = sql::measure(r.job, check, &r.vars).expect("a duplicate check has a query");
+    let rows = r.query(&r.job.connection.clone(), &q).await?;
+    let Some(first) = rows.batches.first() else {
+        return Ok(Some(0.0));
+    };
+    let total = values::number_at(first, first.num_columns() - 1).map_err(Failure::Error)?;
+    let mut samples = values::rows_json(&rows);
+    if let Some(groups) = samples.as_array_mut() {
+        for g in groups
+            .iter_mut()
+            .filter_map(serde_json::Value::as_object_mut)
+        {
+            g.remove(sql::DUPLICATES_TOTAL);
+        }
+    }
+    ready.insert(index, samples);
+    Ok(total.or(Some(0.0)))
 }
 
 async fn measure_one(

@@ -143,44 +143,52 @@ pub enum Measure {
 }
 
 /// The merged scan: one `SELECT` of every per-row metric of the job (row counts, missing,
-/// invalid, freshness), and what each output column is.
-pub fn merged_scan(job: &Job, vars: &Vars) -> Option<(String, Vec<Measure>)> {
-    let mut exprs = Vec::new();
+/// invalid, freshness), and what each output column is (a column several checks measure alike,
+/// e.g. the row count of a percent and a `row_count`, is computed once and read by each).
+pub fn merged_scan(job: &Job, vars: &Vars) -> Option<(String, Vec<(Measure, usize)>)> {
+    let mut exprs: Vec<String> = Vec::new();
     let mut measures = Vec::new();
+    let mut column = |expr: String| match exprs.iter().position(|e| *e == expr) {
+        Some(i) => i,
+        None => {
+            exprs.push(expr);
+            exprs.len() - 1
+        }
+    };
+    // `COUNT(*) FILTER (WHERE c)`: Postgres and DataFusion skip the rows without evaluating an
+    // expression per row, unlike `COUNT(CASE WHEN c THEN 1 END)`.
+    let count = |conds: &[&str]| {
+        let conds: Vec<&str> = conds.iter().copied().filter(|c| *c != "TRUE").collect();
+        if conds.is_empty() {
+            "COUNT(*)".to_owned()
+        } else {
+            format!("COUNT(*) FILTER (WHERE {})", conds.join(" AND "))
+        }
+    };
     for (i, check) in job.checks.iter().enumerate() {
         if !check.kind.is_scan_metric() {
             continue;
         }
         let f = check_filter(check, vars);
-        let count = |cond: &str| {
-            if cond == "TRUE" {
-                "COUNT(*)".to_owned()
-            } else {
-                format!("COUNT(CASE WHEN {cond} THEN 1 END)")
-            }
-        };
         match &check.kind {
             CheckKind::RowCount => {
-                exprs.push(count(&f));
-                measures.push(Measure::Count { check: i });
+                measures.push((Measure::Count { check: i }, column(count(&[&f]))));
             }
             CheckKind::Missing { metric, .. } | CheckKind::Invalid { metric, .. } => {
                 let cond = row_condition(&check.kind).unwrap_or_default();
-                exprs.push(count(&format!("{f} AND {cond}")));
-                measures.push(Measure::Count { check: i });
+                measures.push((Measure::Count { check: i }, column(count(&[&f, &cond]))));
                 if *metric == Metric::Percent {
-                    exprs.push(count(&f));
-                    measures.push(Measure::Denominator { check: i });
+                    measures.push((Measure::Denominator { check: i }, column(count(&[&f]))));
                 }
             }
-            CheckKind::Freshness { column } => {
-                let c = quote_ident(column);
-                exprs.push(if f == "TRUE" {
+            CheckKind::Freshness { column: c } => {
+                let c = quote_ident(c);
+                let expr = if f == "TRUE" {
                     format!("MAX({c})")
                 } else {
                     format!("MAX(CASE WHEN {f} THEN {c} END)")
-                });
-                measures.push(Measure::Max { check: i });
+                };
+                measures.push((Measure::Max { check: i }, column(expr)));
             }
             _ => {}
         }
@@ -189,8 +197,7 @@ pub fn merged_scan(job: &Job, vars: &Vars) -> Option<(String, Vec<Measure>)> {
         return None;
     }
     if vars.after_lsn.is_some() {
-        exprs.push("MAX(\"_lsn\")".into());
-        measures.push(Measure::MaxLsn);
+        measures.push((Measure::MaxLsn, column("MAX(\"_lsn\")".into())));
     }
     let cols: Vec<String> = exprs
         .iter()
@@ -245,18 +252,26 @@ fn idents(cols: &[String]) -> String {
         .join(", ")
 }
 
-/// The query measuring a check that is not part of the merged scan (one row, column `v`),
+/// The column of a duplicate check's query holding its value (the other columns are samples).
+pub const DUPLICATES_TOTAL: &str = "walaudit_total";
+
+/// The query measuring a check that is not part of the merged scan (one row, column `v`;
+/// duplicates: their worst groups as samples, see [`DUPLICATES_TOTAL`]),
 /// or `None` for checks measured otherwise (scan metrics, schema, anomaly, compare, and
 /// references across connections).
 pub fn measure(job: &Job, check: &Check, vars: &Vars) -> Option<String> {
     let rows = rows(job, vars);
     let f = check_filter(check, vars);
     Some(match &check.kind {
+        // The measure and the samples in one query: the worst groups, each row carrying the
+        // total over every group (no row: no duplicates).
         CheckKind::Duplicate { columns } => format!(
-            "SELECT COALESCE(SUM(n), 0) AS v FROM (SELECT COUNT(*) AS n FROM {rows} WHERE {f} AND \
-             {} GROUP BY {} HAVING COUNT(*) > 1) AS walaudit_dups",
+            "SELECT {cols}, n AS duplicates, SUM(n) OVER () AS {DUPLICATES_TOTAL} FROM (SELECT \
+             {cols}, COUNT(*) AS n FROM {rows} WHERE {f} AND {} GROUP BY {cols} HAVING COUNT(*) \
+             > 1) AS walaudit_dups ORDER BY n DESC LIMIT {}",
             not_null(columns),
-            idents(columns)
+            check.samples.max(1),
+            cols = idents(columns)
         ),
         CheckKind::Aggregate {
             group_by,
@@ -286,6 +301,22 @@ pub fn measure(job: &Job, check: &Check, vars: &Vars) -> Option<String> {
         CheckKind::Metric { query } => vars.expand(strip(query)),
         _ => return None,
     })
+}
+
+/// The name of a valid, non-partial unique index of the table `dataset` on plain columns that
+/// are all among `columns` (no row: none; not a table: none).
+pub fn unique_index_query(dataset: &str, columns: &[String]) -> String {
+    let names: Vec<String> = columns.iter().map(|c| quote_literal(c)).collect();
+    format!(
+        "SELECT c.relname::text AS name FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         WHERE i.indrelid = to_regclass({}) AND i.indisunique AND i.indisvalid \
+         AND i.indpred IS NULL AND i.indexprs IS NULL AND NOT EXISTS (SELECT 1 FROM \
+         unnest(i.indkey::int2[]) AS k(attnum) WHERE k.attnum NOT IN (SELECT a.attnum FROM \
+         pg_attribute a WHERE a.attrelid = i.indrelid AND a.attname = ANY (ARRAY[{}]::text[]))) \
+         ORDER BY c.relname LIMIT 1",
+        quote_literal(dataset),
+        names.join(", ")
+    )
 }
 
 fn pairs(columns: &[String], ref_columns: &[String]) -> String {
@@ -343,12 +374,6 @@ pub fn samples(job: &Job, check: &Check, vars: &Vars, n: usize) -> Option<String
         CheckKind::Missing { .. } | CheckKind::Invalid { .. } => format!(
             "SELECT * FROM {rows} WHERE {f} AND {} LIMIT {n}",
             row_condition(&check.kind)?
-        ),
-        CheckKind::Duplicate { columns } => format!(
-            "SELECT {cols}, COUNT(*) AS duplicates FROM {rows} WHERE {f} AND {} GROUP BY {cols} \
-             HAVING COUNT(*) > 1 ORDER BY COUNT(*) DESC LIMIT {n}",
-            not_null(columns),
-            cols = idents(columns)
         ),
         CheckKind::Aggregate {
             group_by,
