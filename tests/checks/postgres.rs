@@ -369,3 +369,56 @@ jobs:
     assert_eq!(status(&out, "upstream"), Pass);
     assert_eq!(status(&out, "downstream"), Pass);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_valid_unique_index_answers_a_duplicate_check_without_a_scan() {
+    let db = shared().await.fresh_db("checks_unique").await.unwrap();
+    db.execute(
+        "CREATE TABLE t (id int PRIMARY KEY, code text, grp int);
+         CREATE UNIQUE INDEX t_code_some ON t (code) WHERE id < 5;
+         INSERT INTO t SELECT g, 'c' || (g % 10), g % 3 FROM generate_series(1, 100) g",
+    )
+    .await
+    .unwrap();
+    let lake = tempfile::tempdir().unwrap();
+    let cfg = config(Some(&db), lake.path());
+    let yaml = r#"
+jobs:
+  - name: uniq
+    connection: source
+    dataset: public.t
+    checks:
+      - type: duplicate
+        columns: [id]
+      - type: duplicate
+        columns: [grp, id]
+      - type: duplicate
+        columns: [code]
+"#;
+    let out = run(&jobs(yaml, &cfg), &cfg).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let before = seq_scans(&db, "t").await;
+    expect(
+        &out[0],
+        &[
+            ("duplicate(id)", Pass, Some(0.0)),
+            ("duplicate(grp, id)", Pass, Some(0.0)),
+            // A partial unique index proves nothing about every row: measured, 10 groups of 10.
+            ("duplicate(code)", Fail, Some(100.0)),
+        ],
+    );
+    for r in &out[0].results[..2] {
+        assert!(
+            r.message
+                .as_deref()
+                .unwrap_or("")
+                .contains("unique index t_pkey"),
+            "{r:?}"
+        );
+    }
+    // Only the partial-index check scanned the table.
+    let out = run(&jobs(yaml, &cfg), &cfg).await;
+    assert_eq!(out[0].status, Fail);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(seq_scans(&db, "t").await - before, 1);
+}
