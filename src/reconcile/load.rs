@@ -11,8 +11,8 @@ use serde_saphyr::Spanned;
 
 use super::model::{self, DiffMode, Pipeline, Reconciliation, Side};
 use crate::checks::load::{
-    Context, LoadError, LoadErrors, collect_files, line_of, origin_file, parse_duration,
-    unknown_connection, valid_name, yaml_error,
+    Context, LoadError, LoadErrors, collect_files, line_of, merge, origin_file, parse_duration,
+    read_files, unknown_connection, valid_name, yaml_error,
 };
 use crate::checks::model::{Origin, Severity};
 
@@ -63,26 +63,8 @@ pub fn load_dir(dir: &Path, cx: &Context) -> Result<Vec<Reconciliation>, LoadErr
     let mut files = Vec::new();
     let mut errors = Vec::new();
     collect_files(dir, &mut files, &mut errors);
-    files.sort();
-    let mut sources = Vec::new();
-    for path in files {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => sources.push((Origin::File(path.display().to_string()), text)),
-            Err(e) => errors.push(LoadError {
-                file: path.display().to_string(),
-                line: 0,
-                message: format!("cannot be read ({e}): check its permissions"),
-            }),
-        }
-    }
-    match load_sources(&sources, cx) {
-        Ok(all) if errors.is_empty() => Ok(all),
-        Ok(_) => Err(LoadErrors(errors)),
-        Err(LoadErrors(more)) => {
-            errors.extend(more);
-            Err(LoadErrors(errors))
-        }
-    }
+    let sources = read_files(files, &mut errors);
+    merge(load_sources(&sources, cx), errors)
 }
 
 /// Reconciliations of job files given as `(origin, text)`; names unique across them.

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use walaudit::checks::config::ConnectionConfig;
-use walaudit::engine::EngineStatus;
 use walaudit::query::{LakeOptions, LakeQuery};
 use walaudit::testing::shared;
 
@@ -72,29 +71,7 @@ async fn fifty_due_jobs_never_open_more_sessions_than_the_caps() {
         },
     );
     let cancel = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let serving = tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            walaudit::engine::serve(
-                &config,
-                "127.0.0.1:0".parse().unwrap(),
-                cancel,
-                |addr, status| {
-                    let _ = tx.send((addr, status));
-                },
-            )
-            .await
-        }
-    });
-    let (_addr, mut status) = rx.await.unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        status.wait_for(|s| *s == EngineStatus::Serving),
-    )
-    .await
-    .expect("serving within 60 s")
-    .unwrap();
+    let (_addr, _status, serving) = super::serve(config, cancel.clone()).await;
     // Sample the server's sessions until every job has a passing run in the lake.
     let (mut most_source, mut most_warehouse) = ((0, 0), (0, 0));
     let deadline = Instant::now() + Duration::from_secs(120);

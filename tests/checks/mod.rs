@@ -69,3 +69,36 @@ pub fn expect(outcome: &RunOutcome, want: &[(&str, Status, Option<f64>)]) {
         );
     }
 }
+
+/// `walaudit serve` of `config` on a free loopback port, as a task, once it is serving: its
+/// address, its status and the task (which ends after `cancel`).
+pub async fn serve(
+    config: Config,
+    cancel: tokio_util::sync::CancellationToken,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::watch::Receiver<walaudit::engine::EngineStatus>,
+    tokio::task::JoinHandle<Result<(), walaudit::engine::EngineError>>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let serving = tokio::spawn(async move {
+        walaudit::engine::serve(
+            &config,
+            "127.0.0.1:0".parse().unwrap(),
+            cancel,
+            |addr, status| {
+                let _ = tx.send((addr, status));
+            },
+        )
+        .await
+    });
+    let (addr, mut status) = rx.await.unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        status.wait_for(|s| *s == walaudit::engine::EngineStatus::Serving),
+    )
+    .await
+    .expect("serving within 60 s")
+    .unwrap();
+    (addr, status, serving)
+}

@@ -23,29 +23,7 @@ async fn serve_schedules_jobs_over_a_new_lake_and_stops_on_cancel() {
     let mut config = super::config(None, &lake);
     config.checks.dir = Some(checks);
     let cancel = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let serving = tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            walaudit::engine::serve(
-                &config,
-                "127.0.0.1:0".parse().unwrap(),
-                cancel,
-                |addr, status| {
-                    let _ = tx.send((addr, status));
-                },
-            )
-            .await
-        }
-    });
-    let (addr, mut status) = rx.await.unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        status.wait_for(|s| *s == EngineStatus::Serving),
-    )
-    .await
-    .expect("serving within 30 s")
-    .unwrap();
+    let (addr, status, serving) = super::serve(config, cancel.clone()).await;
     let ready = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
     assert_eq!(ready.text().await.unwrap().trim(), "serving");

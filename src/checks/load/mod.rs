@@ -125,6 +125,15 @@ pub fn load_dir(dir: &Path, cx: &Context) -> Result<Vec<Job>, LoadErrors> {
                 .into(),
         });
     }
+    let sources = read_files(files, &mut errors);
+    merge(load_sources(&sources, cx), errors)
+}
+
+/// The texts of `files`, sorted by path; a file that cannot be read is an error.
+pub(crate) fn read_files(
+    mut files: Vec<PathBuf>,
+    errors: &mut Vec<LoadError>,
+) -> Vec<(Origin, String)> {
     files.sort();
     let mut sources = Vec::new();
     for path in files {
@@ -137,8 +146,16 @@ pub fn load_dir(dir: &Path, cx: &Context) -> Result<Vec<Job>, LoadErrors> {
             }),
         }
     }
-    match load_sources(&sources, cx) {
-        Ok(jobs) if errors.is_empty() => Ok(jobs),
+    sources
+}
+
+/// What loading found, with the errors met before it (reading the files).
+pub(crate) fn merge<T>(
+    loaded: Result<Vec<T>, LoadErrors>,
+    mut errors: Vec<LoadError>,
+) -> Result<Vec<T>, LoadErrors> {
+    match loaded {
+        Ok(all) if errors.is_empty() => Ok(all),
         Ok(_) => Err(LoadErrors(errors)),
         Err(LoadErrors(more)) => {
             errors.extend(more);
