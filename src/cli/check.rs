@@ -60,17 +60,27 @@ pub enum Format {
 /// A prepared `check` command.
 pub struct CheckCommand {
     action: CheckAction,
+    reconciliations: usize,
     config: Config,
     jobs: Vec<Job>,
 }
 
 impl CheckCommand {
     pub fn new(args: CheckArgs, config: Config) -> anyhow::Result<CheckCommand> {
-        let jobs = match args.action {
-            CheckAction::Suggest { .. } => Vec::new(),
-            _ => cmd::load_jobs(&cmd::checks_dir(args.checks.as_deref(), &config)?, &config)?,
+        let (jobs, reconciliations) = match args.action {
+            CheckAction::Suggest { .. } => (Vec::new(), 0),
+            _ => {
+                let dir = cmd::checks_dir(args.checks.as_deref(), &config)?;
+                // The same files hold reconciliations: `validate` checks them too.
+                let recs = match args.action {
+                    CheckAction::Validate => crate::reconcile::command::load(&dir, &config)?.len(),
+                    _ => 0,
+                };
+                (cmd::load_jobs(&dir, &config)?, recs)
+            }
         };
         Ok(CheckCommand {
+            reconciliations,
             action: args.action,
             config,
             jobs,
@@ -82,7 +92,11 @@ impl CheckCommand {
             CheckAction::Validate => {
                 cmd::validate(&self.jobs, &self.config).await?;
                 let checks: usize = self.jobs.iter().map(|j| j.checks.len()).sum();
-                println!("{} job(s), {checks} check(s): valid", self.jobs.len());
+                println!(
+                    "{} job(s), {checks} check(s), {} reconciliation(s): valid",
+                    self.jobs.len(),
+                    self.reconciliations
+                );
                 Ok(ExitCode::SUCCESS)
             }
             CheckAction::Suggest {

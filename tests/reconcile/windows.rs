@@ -211,3 +211,75 @@ async fn windows_find_the_short_and_the_extra_window_and_their_keys() {
     assert_eq!(keys.len(), 5);
     assert_eq!(keys[0], ["extra", r#"{"id":"900001"}"#]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_commands_run_diff_and_validate_reconciliations() {
+    let cluster = shared().await;
+    let source = cluster.fresh_db("rec_cli_src").await.unwrap();
+    let wh = cluster.fresh_db("rec_cli_wh").await.unwrap();
+    orders(&source, &wh).await;
+    let dir = tempfile::tempdir().unwrap();
+    let checks = dir.path().join("checks");
+    std::fs::create_dir(&checks).unwrap();
+    std::fs::write(checks.join("r.yml"), JOBS).unwrap();
+    let config = dir.path().join("walaudit.toml");
+    std::fs::write(&config, format!("[connections.wh]\nurl = \"{}\"\n", wh.url)).unwrap();
+    let lake = dir.path().join("lake");
+    let walaudit = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_walaudit"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("WALAUDIT_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let common = [
+        "--source",
+        &source.url,
+        "--checks",
+        checks.to_str().unwrap(),
+        "--lake",
+        lake.to_str().unwrap(),
+    ];
+    let run = walaudit(
+        &[
+            &["reconcile"][..],
+            &common,
+            &["run", "--name", "orders_to_wh"],
+        ]
+        .concat(),
+    );
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{out}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(out.contains("orders_to_wh: mismatch"), "{out}");
+    assert!(
+        out.contains("keys: 3 missing in the target, 2 extra, 0 changed"),
+        "{out}"
+    );
+    let diff = walaudit(
+        &[
+            &["reconcile"][..],
+            &common,
+            &["diff", "--name", "orders_to_wh", "--format", "json"],
+        ]
+        .concat(),
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&diff.stdout).unwrap_or_else(|e| panic!("{e}: {diff:?}"));
+    assert_eq!(report["diff"]["changed"], 2, "{report}");
+    // `check validate` checks the reconciliations of the same files.
+    std::fs::write(checks.join("bad.yml"), "reconciliations:\n  - name: x\n    source: {connection: source, dataset: t}\n    target: {connection: nowhere, dataset: t}\n    key: [id]\n").unwrap();
+    let v = walaudit(&[&["check"][..], &common, &["validate"]].concat());
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert_eq!(v.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bad.yml:2: reconciliation `x`: connection `nowhere` is not defined"),
+        "{err}"
+    );
+}
