@@ -11,8 +11,8 @@ use serde_saphyr::Spanned;
 
 use super::model::{self, DiffMode, Pipeline, Reconciliation, Side};
 use crate::checks::load::{
-    Context, LoadError, LoadErrors, collect_files, line_of, merge, origin_file, parse_duration,
-    read_files, unknown_connection, valid_name, yaml_error,
+    Context, LoadError, LoadErrors, SEVERITIES, collect_files, line_of, merge, one_of, origin_file,
+    parse_duration, read_files, unknown_connection, valid_name, yaml_error,
 };
 use crate::checks::model::{Origin, Severity};
 
@@ -150,38 +150,25 @@ fn convert(
     let lookback = duration("lookback", &raw.lookback, model::DEFAULT_LOOKBACK);
     let grace = duration("grace", &raw.grace, model::DEFAULT_GRACE);
     let timeout = duration("timeout", &raw.timeout, model::DEFAULT_TIMEOUT);
-    let pipeline = match raw.pipeline.as_deref() {
-        None | Some("historical") => Pipeline::Historical,
-        Some("incremental") => Pipeline::Incremental,
-        Some(other) => {
-            err(format!(
-                "`pipeline: {other}` is not a pipeline: use historical or incremental"
-            ));
-            Pipeline::Historical
-        }
+    let mut pick = |key: &str, value: Option<&str>| -> Option<usize> {
+        let choices: &[(&str, usize)] = match key {
+            "pipeline" => &[("historical", 0), ("incremental", 1)],
+            _ => &[("on_mismatch", 0), ("always", 1), ("never", 2)],
+        };
+        one_of(key, value, choices).map_err(&mut err).ok()
     };
-    let diff = match raw.diff.as_deref() {
-        None | Some("on_mismatch") => DiffMode::OnMismatch,
-        Some("always") => DiffMode::Always,
-        Some("never") => DiffMode::Never,
-        Some(other) => {
-            err(format!(
-                "`diff: {other}` is not allowed: use on_mismatch, always or never"
-            ));
-            DiffMode::OnMismatch
-        }
+    let pipeline = match pick("pipeline", raw.pipeline.as_deref()) {
+        Some(1) => Pipeline::Incremental,
+        _ => Pipeline::Historical,
     };
-    let severity = match raw.severity.as_deref() {
-        None | Some("high") => Severity::High,
-        Some("critical") => Severity::Critical,
-        Some("low") => Severity::Low,
-        Some(other) => {
-            err(format!(
-                "`severity: {other}` is not a severity: use critical, high or low"
-            ));
-            Severity::High
-        }
+    let diff = match pick("diff", raw.diff.as_deref()) {
+        Some(1) => DiffMode::Always,
+        Some(2) => DiffMode::Never,
+        _ => DiffMode::OnMismatch,
     };
+    let severity = one_of("severity", raw.severity.as_deref(), &SEVERITIES)
+        .map_err(&mut err)
+        .unwrap_or(Severity::High);
     if window.is_zero() {
         err("`window` must be more than 0s".into());
     }
@@ -347,7 +334,10 @@ mod tests {
         };
         has(2, "connection `nowhere` is not defined");
         has(2, "`key` is empty");
-        has(2, "`pipeline: sometimes` is not a pipeline");
+        has(
+            2,
+            "`pipeline: sometimes` is not allowed: use one of historical, incremental",
+        );
         has(2, "`write_audit_to` is not built yet");
         has(8, "`key` names `id` twice");
         has(8, "`lookback` (1800s) is shorter than one `window`");

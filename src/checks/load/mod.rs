@@ -329,18 +329,10 @@ fn convert_job(
     } else if timeout.is_zero() {
         err(line, "`timeout` must be more than 0s".into());
     }
-    let severity = match raw.severity.as_deref() {
-        None | Some("high") => Severity::High,
-        Some("critical") => Severity::Critical,
-        Some("low") => Severity::Low,
-        Some(other) => {
-            err(
-                line,
-                format!("`severity: {other}` is not a severity: use critical, high or low"),
-            );
-            Severity::High
-        }
-    };
+    let severity = one_of("severity", raw.severity.as_deref(), &SEVERITIES).unwrap_or_else(|e| {
+        err(line, e);
+        Severity::High
+    });
     let timezone = raw.timezone.clone().unwrap_or_else(|| "UTC".into());
     if let Some(expr) = &raw.schedule
         && let Err(e) = super::schedule_check(expr, &timezone)
@@ -443,6 +435,35 @@ fn convert_job(
         origin: origin.clone(),
         line,
     })
+}
+
+/// The severities, the default first.
+pub(crate) const SEVERITIES: [(&str, Severity); 3] = [
+    ("high", Severity::High),
+    ("critical", Severity::Critical),
+    ("low", Severity::Low),
+];
+
+/// The choice named `value` of key `key` (the first when absent), or what is allowed.
+pub(crate) fn one_of<T: Copy>(
+    key: &str,
+    value: Option<&str>,
+    choices: &[(&str, T)],
+) -> Result<T, String> {
+    let Some(v) = value else {
+        return Ok(choices[0].1);
+    };
+    choices
+        .iter()
+        .find(|(name, _)| *name == v)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            format!(
+                "`{key}: {v}` is not allowed: use one of {}",
+                names.join(", ")
+            )
+        })
 }
 
 /// `[A-Za-z0-9_.-]+`, at most 200 characters.
