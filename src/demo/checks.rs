@@ -95,7 +95,6 @@ const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// The running jobs and the burst.
 pub struct DemoChecks {
-    dir: PathBuf,
     tasks: Tasks,
     cancel: CancellationToken,
     started: Instant,
@@ -159,7 +158,6 @@ pub async fn start(
     let burst = burst(source.clone(), config, rate, cancel.clone());
     tasks.spawn("demo_burst", burst);
     Ok(DemoChecks {
-        dir,
         tasks,
         cancel,
         started: Instant::now(),
@@ -241,10 +239,6 @@ impl DemoChecks {
             tracing::warn!(?aborted, "the demo's checks did not stop in time");
         }
         self.started.elapsed()
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 

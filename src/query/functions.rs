@@ -60,16 +60,7 @@ pub fn hash60(bytes: &[u8]) -> i64 {
 }
 
 fn hash60_array(array: &ArrayRef) -> Result<ArrayRef> {
-    let array = cast(array, &DataType::Utf8)?;
-    let values = array
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .expect("cast to Utf8 gives a StringArray");
-    let out: Int64Array = values
-        .iter()
-        .map(|v| v.map(|text| hash60(text.as_bytes())))
-        .collect();
-    Ok(Arc::new(out))
+    texts_to_longs(array, |text| Ok(hash60(text.as_bytes())))
 }
 
 /// Applies `f` to the single argument, keeping a scalar argument scalar.
@@ -105,6 +96,15 @@ fn pg_lsn_array(array: &ArrayRef) -> Result<ArrayRef> {
 }
 
 fn lsn_array(array: &ArrayRef) -> Result<ArrayRef> {
+    texts_to_longs(array, |text| {
+        text.parse::<Lsn>()
+            .map(|lsn| lsn.0 as i64)
+            .map_err(|e| DataFusionError::Execution(e.to_string()))
+    })
+}
+
+/// `f` of every text of `array` (NULL stays NULL).
+fn texts_to_longs(array: &ArrayRef, f: impl Fn(&str) -> Result<i64>) -> Result<ArrayRef> {
     let array = cast(array, &DataType::Utf8)?;
     let values = array
         .as_any()
@@ -112,14 +112,7 @@ fn lsn_array(array: &ArrayRef) -> Result<ArrayRef> {
         .expect("cast to Utf8 gives a StringArray");
     let out: Int64Array = values
         .iter()
-        .map(|v| {
-            v.map(|text| {
-                text.parse::<Lsn>()
-                    .map(|lsn| lsn.0 as i64)
-                    .map_err(|e| DataFusionError::Execution(e.to_string()))
-            })
-            .transpose()
-        })
+        .map(|v| v.map(&f).transpose())
         .collect::<Result<_>>()?;
     Ok(Arc::new(out))
 }

@@ -150,22 +150,27 @@ fn convert(
     let lookback = duration("lookback", &raw.lookback, model::DEFAULT_LOOKBACK);
     let grace = duration("grace", &raw.grace, model::DEFAULT_GRACE);
     let timeout = duration("timeout", &raw.timeout, model::DEFAULT_TIMEOUT);
-    let mut pick = |key: &str, value: Option<&str>| -> Option<usize> {
-        let choices: &[(&str, usize)] = match key {
-            "pipeline" => &[("historical", 0), ("incremental", 1)],
-            _ => &[("on_mismatch", 0), ("always", 1), ("never", 2)],
-        };
-        one_of(key, value, choices).map_err(&mut err).ok()
-    };
-    let pipeline = match pick("pipeline", raw.pipeline.as_deref()) {
-        Some(1) => Pipeline::Incremental,
-        _ => Pipeline::Historical,
-    };
-    let diff = match pick("diff", raw.diff.as_deref()) {
-        Some(1) => DiffMode::Always,
-        Some(2) => DiffMode::Never,
-        _ => DiffMode::OnMismatch,
-    };
+    let pipeline = one_of(
+        "pipeline",
+        raw.pipeline.as_deref(),
+        &[
+            ("historical", Pipeline::Historical),
+            ("incremental", Pipeline::Incremental),
+        ],
+    )
+    .map_err(&mut err)
+    .unwrap_or(Pipeline::Historical);
+    let diff = one_of(
+        "diff",
+        raw.diff.as_deref(),
+        &[
+            ("on_mismatch", DiffMode::OnMismatch),
+            ("always", DiffMode::Always),
+            ("never", DiffMode::Never),
+        ],
+    )
+    .map_err(&mut err)
+    .unwrap_or(DiffMode::OnMismatch);
     let severity = one_of("severity", raw.severity.as_deref(), &SEVERITIES)
         .map_err(&mut err)
         .unwrap_or(Severity::High);

@@ -8,7 +8,7 @@
 //!  ─► RunReport (the transfer audit record's content)
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_schema::{Field, SchemaRef};
@@ -21,8 +21,7 @@ use super::sql::{self, Col, Kind, SideSql};
 use crate::checks::run::values::strings;
 use crate::sql::{Dialect, Limits, PG_TYPE_KEY, ReadOnlySql};
 
-/// Open handles by connection name.
-pub type Targets = HashMap<String, Arc<dyn ReadOnlySql>>;
+pub use crate::checks::run::Targets;
 
 /// A window's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

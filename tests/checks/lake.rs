@@ -170,6 +170,14 @@ async fn run_with(
     out
 }
 
+/// The anomaly check's result of a run.
+fn anomaly_of(out: &walaudit::checks::RunOutcome) -> &walaudit::checks::CheckResult {
+    out.results
+        .iter()
+        .find(|r| r.type_name == "anomaly")
+        .expect("an anomaly result")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_anomaly_is_a_spike_against_two_weeks_of_history_not_noise() {
     let db = shared().await.fresh_db("checks_anomaly").await.unwrap();
@@ -208,11 +216,7 @@ jobs:
         &now,
     )
     .await;
-    let anomaly = out
-        .results
-        .iter()
-        .find(|r| r.type_name == "anomaly")
-        .unwrap();
+    let anomaly = anomaly_of(&out);
     assert_eq!((anomaly.status, anomaly.value), (Pass, None));
     assert!(
         anomaly
@@ -244,11 +248,7 @@ jobs:
         &now,
     )
     .await;
-    let anomaly = out
-        .results
-        .iter()
-        .find(|r| r.type_name == "anomaly")
-        .unwrap();
+    let anomaly = anomaly_of(&out);
     assert_eq!(anomaly.status, Pass, "100 rows is normal: {anomaly:?}");
     assert!(anomaly.value.unwrap().abs() < 0.5, "{anomaly:?}");
     // The alert state the service keeps: normal noise opens nothing.
@@ -267,11 +267,7 @@ jobs:
         &now,
     )
     .await;
-    let anomaly = out
-        .results
-        .iter()
-        .find(|r| r.type_name == "anomaly")
-        .unwrap();
+    let anomaly = anomaly_of(&out);
     assert_eq!(anomaly.status, Fail, "{anomaly:?}");
     let z = anomaly.value.unwrap();
     assert!(z > 5.0 && z < 6.0, "z = {z}");
