@@ -40,6 +40,7 @@ pub struct Config {
     pub checks: crate::checks::config::ChecksConfig,
     pub connections: crate::checks::config::Connections,
     pub alerts: crate::checks::alert::AlertsConfig,
+    pub api: crate::api::config::ApiConfig,
 }
 
 /// `[source]`: the Postgres database and its replication slot.
@@ -361,6 +362,9 @@ impl Config {
                 ));
             }
         }
+        self.api
+            .validate()
+            .map_err(|(key, reason)| invalid(&key, reason))?;
         self.validate_lake()
     }
 
@@ -471,7 +475,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
-mod duration_text {
+pub(crate) mod duration_text {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer};
@@ -482,7 +486,7 @@ mod duration_text {
     }
 }
 
-mod size_text {
+pub(crate) mod size_text {
     use serde::{Deserialize, Deserializer};
 
     #[derive(Deserialize)]

@@ -80,6 +80,11 @@ pub const CHECK_OVERDUE_JOBS: &str = "walaudit_check_overdue_jobs";
 pub const CHECK_RUNS_RUNNING: &str = "walaudit_check_runs_running";
 /// Open alerts of validation jobs, by `severity` (critical, high, low).
 pub const CHECK_OPEN_ALERTS: &str = "walaudit_check_open_alerts";
+/// HTTP API requests, by `route` (the route's pattern, `unmatched` for none), `method` and
+/// `status` (the response code).
+pub const HTTP_REQUESTS_TOTAL: &str = "walaudit_http_requests_total";
+/// Duration of HTTP API requests until the response head, by `route`.
+pub const HTTP_REQUEST_SECONDS: &str = "walaudit_http_request_duration_seconds";
 
 /// The `status` values of [`CHECK_RUNS_TOTAL`], each a series from the start.
 pub const CHECK_RUN_STATUSES: [&str; 7] = [
@@ -117,6 +122,8 @@ pub struct Metrics {
     pub check_overdue_jobs: IntGauge,
     pub check_runs_running: IntGauge,
     pub check_open_alerts: IntGaugeVec,
+    pub http_requests: IntCounterVec,
+    pub http_request_seconds: prometheus::HistogramVec,
 }
 
 impl Default for Metrics {
@@ -272,6 +279,20 @@ impl Metrics {
                 &["severity"],
             )
             .expect("valid metric"),
+            http_requests: IntCounterVec::new(
+                help(HTTP_REQUESTS_TOTAL, "HTTP API requests"),
+                &["route", "method", "status"],
+            )
+            .expect("valid metric"),
+            http_request_seconds: prometheus::HistogramVec::new(
+                HistogramOpts::new(HTTP_REQUEST_SECONDS, "duration of HTTP API requests").buckets(
+                    vec![
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 10.0,
+                    ],
+                ),
+                &["route"],
+            )
+            .expect("valid metric"),
             registry,
         };
         m.register_all();
@@ -307,6 +328,8 @@ impl Metrics {
             Box::new(self.check_overdue_jobs.clone()),
             Box::new(self.check_runs_running.clone()),
             Box::new(self.check_open_alerts.clone()),
+            Box::new(self.http_requests.clone()),
+            Box::new(self.http_request_seconds.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for c in collectors {

@@ -13,6 +13,7 @@
 // itself turns on for its tests), reached by the suites as `crate::support`.
 use walaudit::testing as support;
 
+mod api;
 mod capture;
 mod checks;
 mod crash;

@@ -56,9 +56,9 @@ have c++ || missing+=(g++)
 
 # The Python reference tools of the tests, pinned, in a virtualenv of their own.
 VENV="${WALAUDIT_VENV:-$HOME/.cache/walaudit-venv}"
-PY_TOOLS=("reladiff[postgresql]==0.6.0")
+PY_TOOLS=("reladiff[postgresql]==0.6.0" "schemathesis==4.32.5")
 python_tools() {
-    if [ -x "$VENV/bin/reladiff" ]; then
+    if [ -x "$VENV/bin/reladiff" ] && [ -x "$VENV/bin/schemathesis" ]; then
         return
     fi
     echo "tests/setup.sh: installing ${PY_TOOLS[*]} into $VENV"

@@ -217,6 +217,68 @@ impl JobRunner for CheckService {
     }
 }
 
+/// The running service: what the API's job routes act through.
+#[derive(Clone)]
+pub struct ChecksHandle {
+    pub scheduler: schedule::SchedulerHandle,
+    service: Arc<CheckService>,
+}
+
+impl ChecksHandle {
+    /// Every job the service runs, by name.
+    pub fn jobs(&self) -> Vec<Arc<Job>> {
+        let mut jobs: Vec<Arc<Job>> = self
+            .service
+            .jobs
+            .lock()
+            .expect("jobs lock")
+            .values()
+            .cloned()
+            .collect();
+        jobs.sort_by(|a, b| a.name.cmp(&b.name));
+        jobs
+    }
+
+    pub fn job(&self, name: &str) -> Option<Arc<Job>> {
+        self.service
+            .jobs
+            .lock()
+            .expect("jobs lock")
+            .get(name)
+            .cloned()
+    }
+
+    /// Adds or replaces `job` in the runner and the scheduler.
+    pub async fn upsert(&self, job: Job) -> Result<(), schedule::HandleError> {
+        let scheduled = scheduled(&job);
+        self.service
+            .jobs
+            .lock()
+            .expect("jobs lock")
+            .insert(job.name.clone(), Arc::new(job));
+        self.scheduler.upsert(scheduled).await
+    }
+
+    /// Removes the job `name`; whether it existed.
+    pub async fn remove(&self, name: &str) -> Result<bool, schedule::HandleError> {
+        self.service.jobs.lock().expect("jobs lock").remove(name);
+        self.scheduler.remove(name).await
+    }
+
+    /// The run history's store.
+    pub fn store(&self) -> &Arc<RunStore> {
+        &self.service.store
+    }
+
+    /// The open alerts: ((job, check), alert), oldest first.
+    pub fn open_alerts(&self) -> Vec<((String, String), super::alert::OpenAlert)> {
+        let alerts = self.service.alerts.lock().expect("alerts lock");
+        let mut open: Vec<_> = alerts.open().map(|(k, a)| (k.clone(), a.clone())).collect();
+        open.sort_by_key(|(_, a)| a.opened_at);
+        open
+    }
+}
+
 /// The scheduler's view of `job` (its schedule was validated when the job was loaded).
 pub fn scheduled(job: &Job) -> ScheduledJob {
     ScheduledJob {
@@ -236,7 +298,7 @@ pub async fn start(
     options: CheckOptions,
     tasks: &Tasks,
     cancel: CancellationToken,
-) -> Result<schedule::SchedulerHandle, super::command::CommandError> {
+) -> Result<ChecksHandle, super::command::CommandError> {
     let CheckOptions {
         jobs,
         config,
@@ -309,7 +371,7 @@ pub async fn start(
     let scheduler = Scheduler::start(
         jobs.iter().map(scheduled).collect(),
         history,
-        service,
+        service.clone(),
         scheduler_options,
         crate::clock::WallClock::system(),
         cancel.clone(),
@@ -321,7 +383,10 @@ pub async fn start(
         scheduler.shutdown();
         scheduler.stopped().await;
     });
-    Ok(handle)
+    Ok(ChecksHandle {
+        scheduler: handle,
+        service,
+    })
 }
 
 /// Writes runs and alert events in batches until `cancel`, then what is left.

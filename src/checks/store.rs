@@ -88,6 +88,12 @@ pub fn results_schema() -> SchemaRef {
 pub struct JobState {
     pub version: i64,
     pub definition: Option<String>,
+    /// `file:<path>` or `api`, of the latest version.
+    pub origin: Option<String>,
+    /// Who made the latest version (the token's name for API jobs).
+    pub author: Option<String>,
+    /// When the latest version was made, µs since the epoch.
+    pub changed_at: Option<i64>,
     pub deleted: bool,
     pub last_scheduled: Option<DateTime<Utc>>,
     pub last_status: Option<Status>,
@@ -244,6 +250,37 @@ impl RunStore {
                 ));
             }
         }
+        self.write_job_rows(rows, author, now).await
+    }
+
+    /// Records a version of the API job `name`: its definition as given (JSON), or its
+    /// deletion. Returns the new version.
+    pub async fn record_api_job(
+        &self,
+        name: &str,
+        definition: &str,
+        author: &str,
+        deleted: bool,
+    ) -> Result<i64, LakeError> {
+        let now = Utc::now().timestamp_micros();
+        let version = self.job_state(name).map_or(1, |s| s.version + 1);
+        let row = (
+            name.to_owned(),
+            version,
+            definition.to_owned(),
+            super::model::Origin::Api.label(),
+            deleted,
+        );
+        self.write_job_rows(vec![row], Some(author), now).await?;
+        Ok(version)
+    }
+
+    async fn write_job_rows(
+        &self,
+        rows: Vec<(String, i64, String, String, bool)>,
+        author: Option<&str>,
+        now: i64,
+    ) -> Result<usize, LakeError> {
         if rows.is_empty() {
             return Ok(0);
         }
@@ -391,6 +428,9 @@ fn str_at(a: Option<&StringArray>, i: usize) -> Option<String> {
 
 fn index_jobs(index: &mut Index, b: &RecordBatch) {
     let def = read_texts(b, "definition");
+    let origin = read_texts(b, "origin");
+    let author = read_texts(b, "author");
+    let changed = read_micros(b, "changed_at");
     let deleted = column_as(b, "deleted", &DataType::Boolean).and_then(|c| {
         c.as_any()
             .downcast_ref::<arrow_array::BooleanArray>()
@@ -404,6 +444,9 @@ fn index_jobs(index: &mut Index, b: &RecordBatch) {
         if version.value(i) >= state.version {
             state.version = version.value(i);
             state.definition = str_at(def.as_ref(), i);
+            state.origin = str_at(origin.as_ref(), i);
+            state.author = str_at(author.as_ref(), i);
+            state.changed_at = changed.as_ref().map(|c| c.value(i));
             state.deleted = deleted.as_ref().is_some_and(|d| d.value(i));
         }
     }

@@ -19,6 +19,7 @@ pub mod run;
 pub mod serve;
 pub mod snapshot;
 pub mod tail;
+pub mod token;
 
 /// Change-data-capture from PostgreSQL into an auditable Delta Lake.
 #[derive(Debug, Parser)]
@@ -58,6 +59,8 @@ pub enum Command {
     Reconcile(reconcile::ReconcileArgs),
     /// Generate a sample shop workload of attributed transactions on a source database.
     EmitSample(emit_sample::EmitSampleArgs),
+    /// API tokens: `token create --name ci --role operator`.
+    Token(token::TokenArgs),
     /// Show everything at once on a private PostgreSQL cluster: workload, capture into a lake,
     /// metrics, audit queries (needs only the PostgreSQL server binaries).
     Demo(demo::DemoArgs),
@@ -98,6 +101,7 @@ pub enum Prepared {
     Reconcile(reconcile::ReconcileArgs, Box<Config>),
     EmitSample(emit_sample::EmitSample),
     Demo(demo::Demo),
+    Token(token::TokenArgs),
 }
 
 /// The config of `path` with the source, slot and lake flags applied.
@@ -162,6 +166,7 @@ impl Command {
                     args, cfg,
                 )?))
             }
+            Command::Token(args) => Ok(Prepared::Token(args)),
             Command::Demo(args) => {
                 let cfg = Config::load(config, &Overrides::default())?;
                 Ok(Prepared::Demo(demo::Demo::new(args, cfg)?))
@@ -186,6 +191,7 @@ impl Prepared {
             Prepared::Reconcile(args, cfg) => reconcile::run(args, *cfg).await,
             Prepared::EmitSample(emit) => emit.run(cancel).await,
             Prepared::Demo(demo) => demo.run(cancel).await,
+            Prepared::Token(args) => token::run(args),
         }
     }
 }

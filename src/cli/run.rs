@@ -32,9 +32,9 @@ pub struct RunArgs {
     /// or only (load, then exit). Overrides snapshot.mode.
     #[arg(long, value_parser = parse_mode)]
     pub snapshot: Option<SnapshotMode>,
-    /// Address of the HTTP listener for /metrics, /healthz and /readyz.
-    #[arg(long, env = "WALAUDIT_LISTEN", default_value = "127.0.0.1:9187")]
-    pub listen: SocketAddr,
+    /// Address of the HTTP API (overrides api.listen; default 127.0.0.1:9187).
+    #[arg(long, env = "WALAUDIT_LISTEN")]
+    pub listen: Option<SocketAddr>,
     /// Schedule the validation jobs below this directory (overrides checks.dir).
     #[arg(long)]
     pub checks: Option<std::path::PathBuf>,
@@ -69,7 +69,11 @@ impl Run {
         }
         config.checks.dir = args.checks.clone().or(config.checks.dir);
         Ok(Run {
-            options: EngineOptions::from_config(&config, args.drain, args.listen)?,
+            options: EngineOptions::from_config(
+                &config,
+                args.drain,
+                config.api.listen_or(args.listen),
+            )?,
         })
     }
 

@@ -19,9 +19,9 @@ pub struct ServeArgs {
     /// Schedule the validation jobs below this directory (overrides checks.dir).
     #[arg(long)]
     pub checks: Option<PathBuf>,
-    /// Address of the HTTP listener for /metrics, /healthz and /readyz.
-    #[arg(long, env = "WALAUDIT_LISTEN", default_value = "127.0.0.1:9187")]
-    pub listen: SocketAddr,
+    /// Address of the HTTP API (overrides api.listen; default 127.0.0.1:9187).
+    #[arg(long, env = "WALAUDIT_LISTEN")]
+    pub listen: Option<SocketAddr>,
 }
 
 pub async fn run(
@@ -30,9 +30,14 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> anyhow::Result<ExitCode> {
     config.checks.dir = args.checks.or(config.checks.dir);
-    crate::engine::serve(&config, args.listen, cancel, |addr, _| {
-        tracing::info!(%addr, "serving: validation jobs and the HTTP listener, no capture");
-    })
+    crate::engine::serve(
+        &config,
+        config.api.listen_or(args.listen),
+        cancel,
+        |addr, _| {
+            tracing::info!(%addr, "serving: validation jobs and the HTTP listener, no capture");
+        },
+    )
     .await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -75,6 +75,8 @@ async fn run_on(
     // The slot exists before the first row: there is nothing to load.
     config.snapshot.mode = crate::config::SnapshotMode::Never;
     config.checks.dir = None;
+    // The demo listens on loopback for a local Prometheus: its metrics need no token.
+    config.api.public_metrics = true;
     let options = EngineOptions::from_config(&config, false, args.listen)?;
     let metrics = Arc::clone(&options.pipeline.metrics);
     // Its own token: after Ctrl-C the engine still catches up with the workload first.

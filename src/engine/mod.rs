@@ -43,6 +43,7 @@ pub use tasks::Tasks;
 use crate::api::{self, ApiState, ListenError};
 use crate::capture::AssemblerConfig;
 use crate::config::{Config, ConfigError, SnapshotMode};
+use crate::lake::storage::LakeLocation;
 use crate::lake::{LakeError, LakeSink, LakeSinkOptions};
 use crate::metrics::{Metrics, SharedMetrics};
 use crate::pipeline::{self, PipelineError, PipelineOptions, RetryPolicy, RunSummary, SlotMode};
@@ -76,6 +77,10 @@ pub struct EngineOptions {
     pub grace: Duration,
     /// Validation jobs to schedule beside capture (`checks.dir` / `--checks`).
     pub checks: Option<crate::checks::service::CheckOptions>,
+    /// `[api]`: access, TLS and limits of the HTTP listener.
+    pub api: crate::api::config::ApiConfig,
+    /// The lake the API's event routes read (none: they answer 503).
+    pub api_lake: Option<LakeLocation>,
 }
 
 impl EngineOptions {
@@ -131,6 +136,8 @@ impl EngineOptions {
             poll: config.snapshot.poll_interval,
             grace: DEFAULT_GRACE,
             checks,
+            api: config.api.clone(),
+            api_lake: Some(LakeLocation::new(&config.lake.url, &config.lake.s3)?),
         })
     }
 }
@@ -192,15 +199,19 @@ impl Engine {
         mut options: EngineOptions,
         cancel: CancellationToken,
     ) -> Result<EngineHandle, EngineError> {
-        let (listen, listener) = api::bind(options.listen).await?;
+        let (listen, listener, tls) = api::bind(options.listen, &options.api).await?;
         let metrics = Arc::clone(&options.pipeline.metrics);
         let (status_tx, status) = watch::channel(EngineStatus::Starting);
         let status_tx = Arc::new(status_tx);
         let tasks = Tasks::default();
-        let http_stop = spawn_http(&tasks, listener, &metrics, &status);
+        let state = api_state(&metrics, &status, &options.api, options.api_lake.take())?;
+        let manage = Arc::clone(&state.manage);
+        let http_stop = spawn_http(&tasks, listener, tls, state);
         if let Some(checks) = options.checks.take() {
             let jobs = checks.jobs.len();
-            crate::checks::service::start(checks, &tasks, cancel.clone()).await?;
+            let config = checks.config.clone();
+            let started = crate::checks::service::start(checks, &tasks, cancel.clone()).await?;
+            let _ = manage.set(Arc::new(api::manage::Manage::start(config, started).await));
             tracing::info!(jobs, "validation jobs scheduled");
         }
         let grace = options.grace;
@@ -231,19 +242,36 @@ impl Engine {
     }
 }
 
+/// The API's state: the metrics, the status, `[api]` and the lake it reads.
+pub(crate) fn api_state(
+    metrics: &SharedMetrics,
+    status: &watch::Receiver<EngineStatus>,
+    config: &crate::api::config::ApiConfig,
+    lake: Option<LakeLocation>,
+) -> Result<ApiState, EngineError> {
+    let mut state = ApiState::new(Arc::clone(metrics), status.clone(), config);
+    if let Some(location) = lake {
+        let lake = api::lake::ApiLake::new(
+            location,
+            config.query_memory,
+            config.refresh_interval,
+            &config.company_field,
+        )
+        .map_err(|e| ListenError::Query(e.to_string()))?;
+        state.lake = Some(Arc::new(lake));
+    }
+    Ok(state)
+}
+
 /// Starts the HTTP listener as the task `http`; it stops when the returned token is cancelled.
 pub(crate) fn spawn_http(
     tasks: &Tasks,
     listener: tokio::net::TcpListener,
-    metrics: &SharedMetrics,
-    status: &watch::Receiver<EngineStatus>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    state: ApiState,
 ) -> CancellationToken {
     let stop = CancellationToken::new();
-    let state = ApiState {
-        metrics: Arc::clone(metrics),
-        status: status.clone(),
-    };
-    tasks.spawn("http", api::serve(listener, state, stop.clone()));
+    tasks.spawn("http", api::serve(listener, tls, state, stop.clone()));
     stop
 }
 

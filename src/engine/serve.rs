@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::{EngineError, EngineStatus, Tasks};
 use crate::api;
 use crate::config::Config;
+use crate::lake::storage::LakeLocation;
 use crate::metrics::Metrics;
 
 /// How long `serve` lets its tasks end after a signal before it aborts them.
@@ -30,11 +31,14 @@ pub async fn serve(
     cancel: CancellationToken,
     on_listen: impl FnOnce(SocketAddr, watch::Receiver<EngineStatus>),
 ) -> Result<(), EngineError> {
-    let (bound, listener) = api::bind(listen).await?;
+    let (bound, listener, tls) = api::bind(listen, &config.api).await?;
     let metrics = Arc::new(Metrics::new());
     let (status_tx, status) = watch::channel(EngineStatus::Starting);
     let tasks = Tasks::default();
-    let http_stop = super::spawn_http(&tasks, listener, &metrics, &status);
+    let location = LakeLocation::new(&config.lake.url, &config.lake.s3)?;
+    let state = super::api_state(&metrics, &status, &config.api, Some(location))?;
+    let manage = Arc::clone(&state.manage);
+    let http_stop = super::spawn_http(&tasks, listener, tls, state);
     on_listen(bound, status);
     let jobs = match &config.checks.dir {
         Some(dir) => crate::checks::command::load_jobs(dir, config)?,
@@ -51,7 +55,10 @@ pub async fn serve(
     )
     .await;
     let result = match started {
-        Ok(_) => {
+        Ok(started) => {
+            let _ = manage.set(Arc::new(
+                api::manage::Manage::start(config.clone(), started).await,
+            ));
             status_tx.send_replace(EngineStatus::Serving);
             cancel.cancelled().await;
             status_tx.send_replace(EngineStatus::Draining);

@@ -30,7 +30,7 @@ pub mod database;
 pub mod orders;
 pub mod prerequisites;
 pub mod s3;
-mod tls;
+pub mod tls;
 mod util;
 
 pub use cluster::{

@@ -110,3 +110,10 @@ fn path_str(path: &Path) -> Result<&str> {
     path.to_str()
         .with_context(|| format!("non-UTF-8 path {}", path.display()))
 }
+
+/// A throwaway CA and a server certificate for `127.0.0.1`/`localhost` (for the HTTP API's
+/// TLS tests): `(ca_cert, server_cert, server_key)`.
+pub fn api_certificates(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let files = generate(dir, None)?;
+    Ok((files.ca_cert, files.server_cert, files.server_key))
+}

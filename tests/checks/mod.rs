@@ -25,6 +25,7 @@ pub fn config(db: Option<&TestDb>, lake: &Path) -> Config {
     let mut c = Config::default();
     c.source.url = db.map(|d| d.url.clone());
     c.lake.url = lake.to_str().unwrap().to_owned();
+    c.api.public_metrics = true;
     c
 }
 

@@ -39,6 +39,11 @@ async fn status_follows_the_lifecycle_and_shutdown_stops_every_task() {
             poll: Duration::from_secs(10),
             checks: None,
             grace: DEFAULT_GRACE,
+            api: walaudit::api::config::ApiConfig {
+                public_metrics: true,
+                ..Default::default()
+            },
+            api_lake: None,
         },
         CancellationToken::new(),
     )
@@ -105,6 +110,11 @@ async fn a_failing_start_is_a_failed_status_with_the_error() {
             poll: Duration::from_secs(10),
             checks: None,
             grace: DEFAULT_GRACE,
+            api: walaudit::api::config::ApiConfig {
+                public_metrics: true,
+                ..Default::default()
+            },
+            api_lake: None,
         },
         CancellationToken::new(),
     )

@@ -121,7 +121,7 @@ pub fn local_config(dir: &Path) -> Result<PathBuf> {
     let path = dir.join("walaudit.toml");
     std::fs::write(
         &path,
-        "[source]\nstatus_interval = \"200ms\"\n\n[lake]\nflush_interval = \"200ms\"\n",
+        "[source]\nstatus_interval = \"200ms\"\n\n[lake]\nflush_interval = \"200ms\"\n\n[api]\npublic_metrics = true\n",
     )?;
     Ok(path)
 }

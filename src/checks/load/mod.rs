@@ -129,6 +129,15 @@ pub fn load_dir(dir: &Path, cx: &Context) -> Result<Vec<Job>, LoadErrors> {
     merge(load_sources(&sources, cx), errors)
 }
 
+/// The texts of the job files below `dir`, sorted by path (files that cannot be read are left
+/// out: loading them reports them).
+pub fn read_dir_sources(dir: &Path) -> Vec<(Origin, String)> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    collect_files(dir, &mut files, &mut errors);
+    read_files(files, &mut errors)
+}
+
 /// The texts of `files`, sorted by path; a file that cannot be read is an error.
 pub(crate) fn read_files(
     mut files: Vec<PathBuf>,
