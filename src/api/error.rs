@@ -63,6 +63,14 @@ impl ApiError {
         }
     }
 
+    /// 400 for a query parameter the route does not take; `message` says which it takes.
+    pub fn unknown_parameter(parameter: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code: "unknown_parameter",
+            ..ApiError::parameter(parameter, message)
+        }
+    }
+
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }

@@ -64,12 +64,17 @@ pub struct LakeView {
 }
 
 impl LakeView {
-    /// The table named `schema.table`, or `table` for `public`.
-    pub fn find(&self, name: &str) -> Option<&Arc<EventTable>> {
+    /// The position of the table named `schema.table`, or `table` for `public`.
+    pub fn position(&self, name: &str) -> Option<usize> {
         let (schema, table) = name.split_once('.').unwrap_or(("public", name));
         self.tables
             .iter()
-            .find(|t| t.schema == schema && t.name == table)
+            .position(|t| t.schema == schema && t.name == table)
+    }
+
+    /// The table named `schema.table`, or `table` for `public`.
+    pub fn find(&self, name: &str) -> Option<&Arc<EventTable>> {
+        self.position(name).map(|i| &self.tables[i])
     }
 
     /// `(schema.table, version)` of every table.

@@ -325,13 +325,10 @@ pub async fn history(
                 ));
             }
             other => {
-                return Err(ApiError {
-                    code: "unknown_parameter",
-                    ..ApiError::parameter(
-                        other,
-                        format!("`{other}` is not a parameter of a row's history; use key"),
-                    )
-                });
+                return Err(ApiError::unknown_parameter(
+                    other,
+                    format!("`{other}` is not a parameter of a row's history; use key"),
+                ));
             }
         }
     }
@@ -365,16 +362,12 @@ async fn row_history(
     values: bool,
 ) -> Result<Vec<AuditEvent>, ApiError> {
     let lake = state.lake()?;
-    let (index, table) = view
-        .tables
-        .iter()
-        .enumerate()
-        .find(|(_, t)| view.find(name).is_some_and(|f| Arc::ptr_eq(f, t)))
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "the lake has no table {name:?}: GET /tables lists them (schema.table)"
-            ))
-        })?;
+    let index = view.position(name).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "the lake has no table {name:?}: GET /tables lists them (schema.table)"
+        ))
+    })?;
+    let table = &view.tables[index];
     if table.key_columns.is_empty() {
         return Err(ApiError::parameter(
             "key",

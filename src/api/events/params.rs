@@ -129,16 +129,13 @@ pub fn parse(raw: Option<&str>) -> Result<EventQuery, ApiError> {
     let mut seen: Vec<(String, String)> = Vec::new();
     for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if !NAMES.contains(&name.as_ref()) {
-            return Err(ApiError {
-                code: "unknown_parameter",
-                ..ApiError::parameter(
-                    &name,
-                    format!(
-                        "`{name}` is not a parameter of /audit_events; use {}",
-                        NAMES.join(", ")
-                    ),
-                )
-            });
+            return Err(ApiError::unknown_parameter(
+                &name,
+                format!(
+                    "`{name}` is not a parameter of /audit_events; use {}",
+                    NAMES.join(", ")
+                ),
+            ));
         }
         if seen.iter().any(|(n, _)| *n == name) {
             return Err(ApiError::parameter(

@@ -112,7 +112,6 @@ pub fn render(
             );
             images(event_type, before, image, changed_columns.as_deref())
         });
-        let micros = ts;
         out.push(Rendered {
             position: Position {
                 ts,
@@ -122,8 +121,8 @@ pub fn render(
             },
             event: AuditEvent {
                 id: format!("{name}:{}:{seq}", crate::Lsn(lsn as u64)),
-                timestamp: micros.div_euclid(1_000_000),
-                committed_at: rfc3339(micros),
+                timestamp: ts.div_euclid(1_000_000),
+                committed_at: rfc3339(ts),
                 user_id: row.get(ACTOR).and_then(Value::as_str).map(str::to_owned),
                 company_id,
                 event_type,

@@ -49,17 +49,18 @@ pub fn select(
     filter: &EventFilter,
     udf: &ScalarUDF,
 ) -> Result<Vec<Selected>, ApiError> {
-    if let Some(name) = &filter.table
-        && view.find(name).is_none()
-    {
-        return Err(ApiError::parameter(
-            "event_resource_type",
-            format!(
-                "the lake has no table {name:?}: give schema.table (or table for public) as \
-                 GET /tables lists them"
-            ),
-        ));
-    }
+    let only = match &filter.table {
+        None => None,
+        Some(name) => Some(view.position(name).ok_or_else(|| {
+            ApiError::parameter(
+                "event_resource_type",
+                format!(
+                    "the lake has no table {name:?}: give schema.table (or table for public) \
+                     as GET /tables lists them"
+                ),
+            )
+        })?),
+    };
     let mut common: Vec<Expr> = Vec::new();
     if let Some(from) = filter.from {
         common.push(ident(COMMIT_TS).gt_eq(micros(from * 1_000_000)));
@@ -78,9 +79,7 @@ pub fn select(
     }
     let mut out = Vec::new();
     for (i, table) in view.tables.iter().enumerate() {
-        if let Some(name) = &filter.table
-            && view.find(name).is_some_and(|t| !Arc::ptr_eq(t, table))
-        {
+        if only.is_some_and(|o| o != i) {
             continue;
         }
         let mut predicates = common.clone();

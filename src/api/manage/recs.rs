@@ -2,7 +2,6 @@
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -168,12 +167,9 @@ pub async fn get_report(
         ))
         .await?;
     if records.is_empty() {
-        return Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            ..ApiError::not_found(format!(
-                "no report {job_id:?}: GET /reconciliations/{{name}}/reports lists them"
-            ))
-        });
+        return Err(ApiError::not_found(format!(
+            "no report {job_id:?}: GET /reconciliations/{{name}}/reports lists them"
+        )));
     }
     let mut report = serde_json::Map::new();
     report.insert("job_id".into(), Value::String(job_id.clone()));
