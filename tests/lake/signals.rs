@@ -19,7 +19,7 @@ async fn sigterm_flushes_confirms_and_exits_zero() {
     let config = dir.path().join("walaudit.toml");
     std::fs::write(
         &config,
-        "[lake]\nflush_rows = 1000000\nflush_interval = \"1h\"\n",
+        "[lake]\nflush_rows = 1000000\nflush_interval = \"1h\"\n\n[api]\npublic_metrics = true\n",
     )
     .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")

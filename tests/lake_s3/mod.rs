@@ -109,7 +109,7 @@ pub fn s3_config(dir: &Path, server: &S3Server) -> Result<PathBuf> {
             "[source]\nstatus_interval = \"200ms\"\n\n\
              [lake]\nflush_interval = \"200ms\"\n\n\
              [lake.s3]\nendpoint = \"{}\"\nregion = \"{}\"\naccess_key_id = \"{}\"\n\
-             secret_access_key = \"{}\"\nallow_http = true\n",
+             secret_access_key = \"{}\"\nallow_http = true\n\n[api]\npublic_metrics = true\n",
             server.endpoint, server.region, server.access_key_id, server.secret_access_key
         ),
     )?;

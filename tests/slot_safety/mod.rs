@@ -25,14 +25,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// `walaudit run` on `db`'s slot (named like the database) into `lake`, with an optional config.
+/// `walaudit run` on `db`'s slot (named like the database) into `lake`, with an optional config
+/// (its /metrics open without a token, which the metric helpers read).
 fn spawn_run(db: &TestDb, lake: &std::path::Path, port: u16, config: Option<&str>) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_walaudit"));
-    if let Some(config) = config {
-        let path = lake.with_extension("toml");
-        std::fs::write(&path, config).unwrap();
-        cmd.arg("--config").arg(path);
-    }
+    let path = lake.with_extension("toml");
+    let config = format!("{}\n[api]\npublic_metrics = true\n", config.unwrap_or(""));
+    std::fs::write(&path, config).unwrap();
+    cmd.arg("--config").arg(path);
     cmd.args(["run", "--source", &db.url, "--slot", &db.name])
         .arg("--lake")
         .arg(lake)
