@@ -27,10 +27,16 @@ use super::LakeError;
 /// Target size of compacted files.
 pub const TARGET_FILE_SIZE: u64 = 128 << 20;
 
-/// Compact small files of `table` into files of about [`TARGET_FILE_SIZE`].
+/// Compact small files of `table` into files of about [`TARGET_FILE_SIZE`], each with the
+/// bloom filters of its key columns ([`super::pruning`]).
 pub async fn optimize(table: DeltaTable) -> DeltaResult<(DeltaTable, Metrics)> {
     let target = NonZeroU64::new(TARGET_FILE_SIZE).expect("non-zero");
-    table.optimize().with_target_size(target).await
+    let writer = super::pruning::compaction_properties(&super::pruning::table_key_columns(&table));
+    table
+        .optimize()
+        .with_target_size(target)
+        .with_writer_properties(writer)
+        .await
 }
 
 /// Remove files no version within the retention period references; returns how many.

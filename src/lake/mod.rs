@@ -31,6 +31,7 @@ pub mod evolve;
 pub mod maintenance;
 pub mod options;
 pub mod probe;
+pub mod pruning;
 pub mod read_batch;
 pub mod rows;
 pub mod schema;

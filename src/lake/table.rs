@@ -102,6 +102,9 @@ pub struct TableSpec {
     pub app_id: String,
     /// Attempts of a commit on transient errors.
     pub attempts: u32,
+    /// Columns that get a Parquet bloom filter in every file written (the key columns of a
+    /// change table: [`super::pruning`]).
+    pub bloom_columns: Vec<String>,
 }
 
 /// An open Delta table of the lake.
@@ -172,6 +175,11 @@ impl LakeTable {
     /// Commits made through this handle.
     pub fn commits(&self) -> u64 {
         self.commits
+    }
+
+    /// The columns every file written gets a bloom filter on.
+    pub fn bloom_columns(&self) -> &[String] {
+        &self.spec.bloom_columns
     }
 
     /// The underlying table (for maintenance operations between appends).
@@ -246,7 +254,7 @@ impl LakeTable {
     }
 
     /// [`append_tagged`](Self::append_tagged) with Parquet writer properties (`None`: delta-rs'
-    /// defaults).
+    /// defaults, plus the bloom filters of [`TableSpec::bloom_columns`]).
     pub async fn append_tagged_with(
         &mut self,
         batches: Vec<RecordBatch>,
@@ -281,8 +289,15 @@ impl LakeTable {
                 .with_save_mode(SaveMode::Append)
                 .with_schema_mode(SchemaMode::Merge)
                 .with_commit_properties(props);
-            if let Some(writer) = &writer {
-                write = write.with_writer_properties(writer.clone());
+            match &writer {
+                Some(writer) => write = write.with_writer_properties(writer.clone()),
+                None if !self.spec.bloom_columns.is_empty() => {
+                    write = write.with_writer_properties(super::pruning::writer_properties(
+                        &self.spec.bloom_columns,
+                        true,
+                    ));
+                }
+                None => {}
             }
             match write.await {
                 Ok(table) => {
@@ -431,6 +446,7 @@ pub fn engine_table_spec(
         properties: Vec::new(),
         app_id: app_id.to_owned(),
         attempts,
+        bloom_columns: Vec::new(),
     }
 }
 
@@ -441,14 +457,17 @@ pub fn change_table_spec(
     app_id: &str,
     attempts: u32,
 ) -> Result<TableSpec, LakeError> {
+    let properties = change_table_properties(info);
+    let bloom_columns = super::pruning::key_columns(&properties.iter().cloned().collect());
     Ok(TableSpec {
         lake: lake.clone(),
         url: lake.table_url(&info.schema, &info.name),
         name: info.qualified_name(),
         schema: change_schema(info)?,
-        properties: change_table_properties(info),
+        properties,
         app_id: app_id.to_owned(),
         attempts,
+        bloom_columns,
     })
 }
 
@@ -471,6 +490,7 @@ mod tests {
             properties: vec![("walaudit.custom".into(), "x".into())],
             app_id: "walaudit:test".into(),
             attempts: 1,
+            bloom_columns: Vec::new(),
         }
     }
 

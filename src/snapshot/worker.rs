@@ -181,20 +181,10 @@ pub async fn run(
     Ok(())
 }
 
-/// Parquet settings of snapshot chunks: delta-rs' Snappy, but no dictionary for the source
-/// columns (a table's rows are mostly distinct values: interning them costs more than it
-/// saves); the low-cardinality metadata columns keep theirs.
-fn snapshot_writer() -> deltalake::parquet::file::properties::WriterProperties {
-    use deltalake::parquet::basic::Compression;
-    use deltalake::parquet::file::properties::WriterProperties;
-    use deltalake::parquet::schema::types::ColumnPath;
-    let mut builder = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_dictionary_enabled(false);
-    for column in ["_op", "_actor", "_context"] {
-        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), true);
-    }
-    builder.build()
+/// Parquet settings of snapshot chunks: no dictionary for the source columns (a table's rows
+/// are mostly distinct values), the key columns' bloom filters.
+fn snapshot_writer(lake: &LakeTable) -> deltalake::parquet::file::properties::WriterProperties {
+    crate::lake::pruning::writer_properties(lake.bloom_columns(), false)
 }
 
 /// Copies one chunk into one Delta commit; returns its rows.
@@ -277,7 +267,7 @@ async fn copy_chunk(
     let app_id = chunk_app_id(&ctx.load_ids[table], chunk.index);
     let version = i64::try_from(rows).unwrap_or(i64::MAX);
     let started = std::time::Instant::now();
-    lake.append_tagged_with(batches, Some((&app_id, version)), Some(snapshot_writer()))
+    lake.append_tagged_with(batches, Some((&app_id, version)), Some(snapshot_writer(lake)))
         .await?;
     let metrics = &ctx.metrics;
     metrics

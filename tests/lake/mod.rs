@@ -22,6 +22,7 @@ mod contract;
 mod engine;
 mod evolution;
 mod exactly_once;
+mod pruning;
 mod signals;
 mod through_query;
 mod workload;
