@@ -72,7 +72,11 @@ pub fn compaction_properties(keys: &[String]) -> WriterProperties {
     properties(keys, true, Compression::ZSTD(zstd))
 }
 
-fn properties(keys: &[String], source_dictionaries: bool, compression: Compression) -> WriterProperties {
+fn properties(
+    keys: &[String],
+    source_dictionaries: bool,
+    compression: Compression,
+) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_created_by(concat!("walaudit ", env!("CARGO_PKG_VERSION")).to_owned())
         .set_compression(compression);
@@ -132,7 +136,10 @@ mod tests {
         assert_eq!(props.compression(&other), Compression::SNAPPY);
         let compaction = compaction_properties(&["id".to_owned()]);
         assert!(compaction.bloom_filter_properties(&id).is_some());
-        assert!(matches!(compaction.compression(&other), Compression::ZSTD(_)));
+        assert!(matches!(
+            compaction.compression(&other),
+            Compression::ZSTD(_)
+        ));
         let capture = writer_properties(&[], true);
         assert!(capture.dictionary_enabled(&other));
         assert!(capture.bloom_filter_properties(&id).is_none());

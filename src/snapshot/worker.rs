@@ -267,8 +267,12 @@ async fn copy_chunk(
     let app_id = chunk_app_id(&ctx.load_ids[table], chunk.index);
     let version = i64::try_from(rows).unwrap_or(i64::MAX);
     let started = std::time::Instant::now();
-    lake.append_tagged_with(batches, Some((&app_id, version)), Some(snapshot_writer(lake)))
-        .await?;
+    lake.append_tagged_with(
+        batches,
+        Some((&app_id, version)),
+        Some(snapshot_writer(lake)),
+    )
+    .await?;
     let metrics = &ctx.metrics;
     metrics
         .lake_commit_seconds

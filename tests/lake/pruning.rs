@@ -87,7 +87,10 @@ async fn key_lookups_skip_row_groups_by_bloom_filter() {
     }
     let loose = open(dir.path(), "public", "loose").await.unwrap();
     for (columns, _) in bloom_columns(&loose) {
-        assert!(columns.is_empty(), "REPLICA IDENTITY FULL, no filter: {columns:?}");
+        assert!(
+            columns.is_empty(),
+            "REPLICA IDENTITY FULL, no filter: {columns:?}"
+        );
     }
 
     let lake = dir.path().to_str().unwrap();
